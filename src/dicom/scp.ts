@@ -1,0 +1,361 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import dimse from 'dcmjs-dimse';
+import type { Writable } from 'node:stream';
+import type { NodeConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { StoreStatus, type IncomingInstance, type InstanceStore } from '../store/instance-store.js';
+import { ACCEPTED_TRANSFER_SYNTAXES } from './transfer-syntax.js';
+import { isStorageSopClass, STORAGE_SOP_CLASSES, VERIFICATION_SOP_CLASS } from './sop-classes.js';
+import { PduGuard } from './pdu-guard.js';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './uid.js';
+
+const { Scp, Dataset, Implementation } = dimse;
+const { CStoreResponse, CEchoResponse } = dimse.responses;
+const { Status, PresentationContextResult, RejectResult, RejectSource, RejectReason } = dimse.constants;
+
+type Association = dimse.association.Association;
+type PresentationContext = dimse.association.PresentationContext;
+type CStoreRequest = dimse.requests.CStoreRequest;
+
+// The library logs through loglevel at info by default: every PDU, on stdout. Ours are the logs.
+dimse.log.setLevel('silent');
+
+/** Which studies an open association has stored into: completion waits until that association ends. */
+export class StudyActivity {
+  private readonly open = new Map<string, number>();
+  add(studyUid: string): void {
+    this.open.set(studyUid, (this.open.get(studyUid) ?? 0) + 1);
+  }
+  remove(studyUid: string): void {
+    const n = (this.open.get(studyUid) ?? 0) - 1;
+    if (n <= 0) this.open.delete(studyUid);
+    else this.open.set(studyUid, n);
+  }
+  isBusy(studyUid: string): boolean {
+    return this.open.has(studyUid);
+  }
+}
+
+export interface DicomServerDeps {
+  config: NodeConfig;
+  store: InstanceStore;
+  log: Logger;
+  metrics: Metrics;
+  activity: StudyActivity;
+  /** Called after an instance is stored (not for duplicates): the study timer restarts. */
+  onStored?: (studyUid: string) => void;
+}
+
+interface AssociationState {
+  id: string;
+  socket: net.Socket;
+  log: Logger;
+  callingAet: string;
+  calledAet: string;
+  /** Stores whose bytes are arriving or whose outcome is pending: shutdown waits for these. */
+  inFlight: Set<Promise<unknown>>;
+  current: IncomingInstance | undefined;
+  studies: Set<string>;
+  stored: number;
+  failed: number;
+  bytes: number;
+  startedAt: number;
+  accepted: boolean;
+}
+
+/**
+ * The DICOM listener: our own net/tls server (so we control TCP_NODELAY, the bind address, the
+ * association limit and PDU sizes) handing each socket to a dcmjs-dimse Scp that streams C-STORE
+ * datasets to disk and answers Success only once the instance is durable.
+ */
+export class DicomServer {
+  private server: net.Server | undefined;
+  private readonly states = new Set<AssociationState>();
+  private accepting = true;
+  private seq = 0;
+
+  constructor(private readonly deps: DicomServerDeps) {
+    Implementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);
+    Implementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
+    Implementation.setMaxPduLength(deps.config.max_pdu_length);
+    deps.metrics.describe('rtpipeline_associations_total', 'Associations accepted');
+    deps.metrics.describe('rtpipeline_associations_rejected_total', 'Associations rejected, by reason');
+    deps.metrics.describe('rtpipeline_instances_received_total', 'Instances stored (new or replaced)');
+    deps.metrics.describe('rtpipeline_instances_duplicate_total', 'Identical instances received again');
+    deps.metrics.describe('rtpipeline_instances_failed_total', 'C-STOREs answered with a failure status');
+    deps.metrics.describe('rtpipeline_bytes_received_total', 'Dataset bytes stored');
+    deps.metrics.describe('rtpipeline_echo_total', 'C-ECHO requests answered');
+  }
+
+  get activeAssociations(): number {
+    return this.states.size;
+  }
+
+  get port(): number {
+    const a = this.server?.address();
+    return typeof a === 'object' && a ? a.port : this.deps.config.dicom_port;
+  }
+
+  async listen(): Promise<void> {
+    const { config } = this.deps;
+    const onConnection = (socket: net.Socket) => this.handleConnection(socket);
+    this.server = config.tls
+      ? tls.createServer(
+          {
+            key: fs.readFileSync(config.tls.key),
+            cert: fs.readFileSync(config.tls.cert),
+            ca: config.tls.ca ? fs.readFileSync(config.tls.ca) : undefined,
+            requestCert: config.tls.require_client_cert,
+            rejectUnauthorized: config.tls.require_client_cert,
+            minVersion: 'TLSv1.2',
+          },
+          onConnection,
+        )
+      : net.createServer({ noDelay: true }, onConnection);
+    // A hard cap well above the association limit: over the limit we still want to send a proper
+    // A-ASSOCIATE-RJ ("local limit exceeded"), which needs the connection accepted first.
+    this.server.maxConnections = config.max_associations * 2 + 4;
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(config.dicom_port, config.bind_address, () => {
+        this.server!.off('error', reject);
+        resolve();
+      });
+    });
+    this.server.on('error', (e) => this.deps.log.error({ err: e }, 'DICOM listener error'));
+    this.deps.log.info({ aet: config.aet, port: this.port, bind: config.bind_address, tls: !!config.tls }, 'DICOM listener ready');
+  }
+
+  private handleConnection(socket: net.Socket): void {
+    const { config, log, metrics } = this.deps;
+    socket.setNoDelay(true);
+    if (!this.accepting) {
+      socket.destroy();
+      return;
+    }
+    const id = `a${(++this.seq).toString(36)}-${randomBytes(2).toString('hex')}`;
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const state: AssociationState = {
+      id,
+      socket,
+      log: log.child({ assoc: id, remote }),
+      callingAet: '',
+      calledAet: '',
+      inFlight: new Set(),
+      current: undefined,
+      studies: new Set(),
+      stored: 0,
+      failed: 0,
+      bytes: 0,
+      startedAt: Date.now(),
+      accepted: false,
+    };
+    this.states.add(state);
+
+    const guard = new PduGuard(config.max_pdu_length);
+    socket.prependListener('data', (chunk: Buffer) => {
+      const violation = guard.feed(chunk);
+      if (violation) {
+        state.log.warn({ callingAet: state.callingAet, reason: violation }, 'protocol violation: aborting association');
+        metrics.inc('rtpipeline_associations_aborted_total');
+        socket.destroy();
+      }
+    });
+
+    const scp = new (this.scpClass())(socket, {
+      connectTimeout: config.idle_timeout_seconds * 1000,
+      associationTimeout: config.association_timeout_seconds * 1000,
+      pduTimeout: config.idle_timeout_seconds * 1000,
+    });
+    (scp as unknown as { connected: boolean; connectedTime: number }).connected = true;
+    // The library never sets this on the server side, which disables its association timeout.
+    (scp as unknown as { connectedTime: number }).connectedTime = Date.now();
+    (scp as unknown as { state: AssociationState }).state = state;
+    scp.on('networkError', (e: Error) => {
+      state.log.warn({ callingAet: state.callingAet, err: e.message }, 'association network error');
+      socket.end();
+    });
+    socket.on('close', () => void this.onClosed(state));
+  }
+
+  private async onClosed(state: AssociationState): Promise<void> {
+    await state.current?.discard();
+    state.current = undefined;
+    await Promise.allSettled([...state.inFlight]);
+    for (const s of state.studies) this.deps.activity.remove(s);
+    this.states.delete(state);
+    if (state.accepted) {
+      state.log.info(
+        { callingAet: state.callingAet, stored: state.stored, failed: state.failed, bytes: state.bytes, ms: Date.now() - state.startedAt },
+        'association closed',
+      );
+    }
+  }
+
+  /** Builds the Scp subclass bound to this server's dependencies. */
+  private scpClass() {
+    const server = this;
+    const { config, store, log, metrics, activity } = this.deps;
+    return class NodeScp extends Scp {
+      declare state: AssociationState;
+
+      override associationRequested(association: Association): void {
+        const s = this.state;
+        s.callingAet = association.getCallingAeTitle().trim();
+        s.calledAet = association.getCalledAeTitle().trim();
+        s.log = s.log.child({ callingAet: s.callingAet, calledAet: s.calledAet });
+        const reject = (result: number, source: number, reason: number, why: string, label: string) => {
+          s.log.warn({ reason: why }, 'association rejected');
+          metrics.inc('rtpipeline_associations_rejected_total', 1, { reason: label });
+          this.sendAssociationReject(result, source, reason);
+        };
+        if (!server.accepting) {
+          return reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.TemporaryCongestion, 'node is shutting down', 'shutdown');
+        }
+        const active = [...server.states].filter((x) => x.accepted).length;
+        if (active >= config.max_associations) {
+          return reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, `${active} associations already open (node.max_associations)`, 'limit');
+        }
+        if (config.check_called_aet && s.calledAet !== config.aet) {
+          return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeNotRecognized, `called AE "${s.calledAet}" is not this node's AE title "${config.aet}"`, 'called_aet');
+        }
+        if (config.allowed_callers.length > 0 && !config.allowed_callers.includes(s.callingAet)) {
+          return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized, `calling AE "${s.callingAet}" is not in node.allowed_callers`, 'calling_aet');
+        }
+        let accepted = 0;
+        for (const pc of association.getPresentationContexts()) {
+          const context = association.getPresentationContext(pc.id);
+          const abstract = context.getAbstractSyntaxUid();
+          const proposed = context.getTransferSyntaxUids();
+          if (abstract !== VERIFICATION_SOP_CLASS && !isStorageSopClass(abstract)) {
+            context.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
+            s.log.debug({ sopClass: abstract }, 'presentation context rejected: SOP class not supported');
+            continue;
+          }
+          const ts = ACCEPTED_TRANSFER_SYNTAXES.find((t) => proposed.includes(t));
+          if (!ts) {
+            context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
+            s.log.debug({ sopClass: abstract, proposed }, 'presentation context rejected: no supported transfer syntax');
+            continue;
+          }
+          context.setResult(PresentationContextResult.Accept, ts);
+          accepted++;
+        }
+        if (accepted === 0) s.log.warn('association accepted with no usable presentation context (unsupported SOP classes or transfer syntaxes)');
+        // A peer that announces 0 (unlimited) would otherwise get "unlimited" echoed back as our limit.
+        if (association.getMaxPduLength() === 0 || association.getMaxPduLength() > config.max_pdu_length) {
+          association.setMaxPduLength(config.max_pdu_length);
+        }
+        s.accepted = true;
+        metrics.inc('rtpipeline_associations_total');
+        s.log.info({ contexts: accepted }, 'association accepted');
+        this.sendAssociationAccept();
+      }
+
+      override associationReleaseRequested(): void {
+        // Answer only once every store of this association is durable and answered.
+        void Promise.allSettled([...this.state.inFlight]).then(() => this.sendAssociationReleaseResponse());
+      }
+
+      override abort(): void {
+        this.state.log.info('association aborted by peer');
+      }
+
+      override cEchoRequest(request: dimse.requests.CEchoRequest, callback: (r: dimse.responses.CEchoResponse) => void): void {
+        metrics.inc('rtpipeline_echo_total');
+        const r = CEchoResponse.fromRequest(request);
+        r.setStatus(Status.Success);
+        callback(r);
+      }
+
+      override createStoreWritableStream(pc: PresentationContext, request: CStoreRequest): Writable {
+        const s = this.state;
+        const incoming = store.begin({
+          sopClassUid: request.getAffectedSopClassUid(),
+          sopInstanceUid: request.getAffectedSopInstanceUid(),
+          transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '',
+          callingAet: s.callingAet || null,
+          remoteAddress: s.socket.remoteAddress ?? null,
+          associationId: s.id,
+        });
+        incoming.flowControl = { pause: () => s.socket.pause(), resume: () => s.socket.resume() };
+        s.current = incoming;
+        pending.set(request, incoming);
+        const done = incoming.outcome();
+        s.inFlight.add(done);
+        void done.finally(() => s.inFlight.delete(done));
+        return incoming;
+      }
+
+      override createDatasetFromStoreWritableStream(_w: Writable, pc: PresentationContext, callback: (d: dimse.Dataset) => void): void {
+        this.state.current = undefined;
+        // The dataset is on disk; the handler below reads the outcome, not a parsed copy.
+        callback(new Dataset({}, pc.getAcceptedTransferSyntaxUid()));
+      }
+
+      override cStoreRequest(request: CStoreRequest, callback: (r: dimse.responses.CStoreResponse) => void): void {
+        const s = this.state;
+        const incoming = pending.get(request);
+        pending.delete(request);
+        const respond = (status: number, comment?: string) => {
+          const r = CStoreResponse.fromRequest(request);
+          r.setStatus(status);
+          if (comment) r.setErrorComment(comment.slice(0, 64));
+          callback(r);
+        };
+        if (!incoming) {
+          s.failed++;
+          return respond(StoreStatus.CannotUnderstand, 'no dataset received');
+        }
+        void incoming.outcome().then((o) => {
+          if (o.ok) {
+            if (o.kind !== 'duplicate') {
+              s.stored++;
+              s.bytes += o.size;
+              metrics.inc('rtpipeline_instances_received_total');
+              metrics.inc('rtpipeline_bytes_received_total', o.size);
+              server.deps.onStored?.(o.header.studyInstanceUid);
+            } else {
+              metrics.inc('rtpipeline_instances_duplicate_total');
+            }
+            if (!s.studies.has(o.header.studyInstanceUid)) {
+              s.studies.add(o.header.studyInstanceUid);
+              activity.add(o.header.studyInstanceUid);
+            }
+            s.log.debug({ sopInstanceUid: o.header.sopInstanceUid, studyUid: o.header.studyInstanceUid, patientId: o.header.patientId, kind: o.kind }, 'instance stored');
+            return respond(Status.Success);
+          }
+          s.failed++;
+          metrics.inc('rtpipeline_instances_failed_total', 1, { status: `0x${o.status.toString(16).toUpperCase()}` });
+          s.log.warn({ sopInstanceUid: incoming.meta.sopInstanceUid, sopClass: STORAGE_SOP_CLASSES[incoming.meta.sopClassUid] ?? incoming.meta.sopClassUid, status: `0x${o.status.toString(16)}`, reason: o.reason, quarantinedAs: o.quarantinedAs }, 'C-STORE failed');
+          respond(o.status, o.reason);
+        });
+      }
+    };
+  }
+
+  /**
+   * Graceful stop: refuse new associations, let stores in flight finish and be answered, then
+   * close the connections. Returns once all are closed or `graceMs` has passed.
+   */
+  async close(graceMs = 8000): Promise<void> {
+    this.accepting = false;
+    const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && [...this.states].some((s) => s.inFlight.size > 0 || s.current)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Give peers a moment to release on their own after their last response.
+    const releaseBy = Math.min(deadline, Date.now() + 1000);
+    while (Date.now() < releaseBy && this.states.size > 0) await new Promise((r) => setTimeout(r, 50));
+    for (const s of this.states) s.socket.destroy();
+    await Promise.race([closed, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+  }
+}
+
+/** C-STORE request → the instance its bytes were written to (set before, read after the dataset). */
+const pending = new WeakMap<CStoreRequest, IncomingInstance>();
