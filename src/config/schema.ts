@@ -42,6 +42,8 @@ export const nodeSchema = z
     stable_seconds: z.number().positive().default(30),
     watch: z.array(z.string().min(1)).default([]),
     destinations: z.array(destinationSchema).default([]),
+    /** Routing mode: send every completed study, as received, to all destinations. */
+    forward: z.boolean().default(false),
     tls: z
       .object({ key: z.string(), cert: z.string(), ca: z.string().optional(), require_client_cert: z.boolean().default(false) })
       .strict()

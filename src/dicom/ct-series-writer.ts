@@ -187,8 +187,8 @@ function sliceAttributes(s: ResolvedOptions, slice: PhantomSlice, sopInstanceUid
     SOPInstanceUID: sopInstanceUid,
     InstanceNumber: slice.index + 1,
     // The grid is symmetric about 0, so a flipped axis starts at the mirrored first pixel.
-    ImagePositionPatient: [signs.row * x0, signs.column * y0, slice.zMm],
-    SliceLocation: slice.zMm,
+    ImagePositionPatient: [ds(signs.row * x0), ds(signs.column * y0), ds(slice.zMm)],
+    SliceLocation: ds(slice.zMm),
     PixelData: storedPixels(slice.hu, s.phantom, signs, s.rescaleIntercept),
     // PixelData is "OB or OW" in the dictionary; dcmjs needs the VR spelled out to encode it.
     _vrMap: { PixelData: 'OW' },
@@ -241,4 +241,10 @@ function dicomTime(d: Date): string {
 
 function pad2(n: number): string {
   return String(n).padStart(2, '0');
+}
+
+/** Decimal strings hold at most 16 characters (PS3.5 §6.2): round to micrometres, which is exact
+ *  enough for positions and never needs truncating. */
+function ds(n: number): number {
+  return Math.round(n * 1000) / 1000;
 }

@@ -160,7 +160,7 @@ export class DicomServer {
     socket.prependListener('data', (chunk: Buffer) => {
       const violation = guard.feed(chunk);
       if (violation) {
-        state.log.warn({ callingAet: state.callingAet, reason: violation }, 'protocol violation: aborting association');
+        state.log.warn({ reason: violation }, 'protocol violation: aborting association');
         metrics.inc('rtpipeline_associations_aborted_total');
         socket.destroy();
       }
@@ -176,7 +176,7 @@ export class DicomServer {
     (scp as unknown as { connectedTime: number }).connectedTime = Date.now();
     (scp as unknown as { state: AssociationState }).state = state;
     scp.on('networkError', (e: Error) => {
-      state.log.warn({ callingAet: state.callingAet, err: e.message }, 'association network error');
+      state.log.warn({ err: e.message }, 'association network error');
       socket.end();
     });
     socket.on('close', () => void this.onClosed(state));
@@ -190,7 +190,7 @@ export class DicomServer {
     this.states.delete(state);
     if (state.accepted) {
       state.log.info(
-        { callingAet: state.callingAet, stored: state.stored, failed: state.failed, bytes: state.bytes, ms: Date.now() - state.startedAt },
+        { stored: state.stored, failed: state.failed, bytes: state.bytes, ms: Date.now() - state.startedAt },
         'association closed',
       );
     }

@@ -293,7 +293,10 @@ export class IndexDb {
 
   // --- outbound queue -------------------------------------------------------------------------
 
+  /** Idempotent per (destination, source): a job re-run after a crash does not queue a second copy. */
   enqueueOutbound(destination: string, files: string[], source: string, now: number): number {
+    const existing = this.db.prepare<[string, string], { id: number }>('SELECT id FROM outbound WHERE destination = ? AND source = ?').get(destination, source);
+    if (existing && !source.startsWith('manual')) return existing.id;
     return Number(
       this.db
         .prepare(`INSERT INTO outbound (destination, files, state, next_attempt_at, created_at, updated_at, source) VALUES (?, ?, 'pending', ?, ?, ?, ?)`)
@@ -320,6 +323,10 @@ export class IndexDb {
     this.db
       .prepare(`UPDATE outbound SET state = ?, updated_at = ?, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at), delivered = COALESCE(?, delivered) WHERE id = ?`)
       .run(state, now, opts.error ?? null, opts.nextAttemptAt ?? null, opts.delivered ?? null, id);
+  }
+
+  setOutboundFiles(id: number, files: string[]): void {
+    this.db.prepare('UPDATE outbound SET files = ? WHERE id = ?').run(JSON.stringify(files), id);
   }
 
   getOutbound(id: number): OutboundRow | undefined {

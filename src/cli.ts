@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { statSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { loadConfig, ConfigError } from './config/load.js';
+import { parseDestination, formatDestination } from './config/destination.js';
+import { createLogger } from './log.js';
+import { RtNode } from './node/node.js';
+import { sendFiles, isStoredStatus } from './dicom/scu.js';
+
+const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
+
+  rtpipeline serve    [--config FILE] [--aet AE] [--dicom-port N] [--http-port N] [--data-dir DIR]
+                      [--destination AE@HOST:PORT]... [--allow-caller AE]... [--stable-seconds S]
+                      [--watch DIR]... [--max-workers N] [--seg-workers N] [--bind ADDR]
+  rtpipeline send     --destination AE@HOST:PORT [--aet AE] FILES_OR_DIRS...
+  rtpipeline validate --config FILE
+
+Flags beat environment variables (RTPIPELINE_<KEY>), which beat the config file, which beats the
+built-in defaults. Exit codes: 0 success, 1 some work failed, 2 bad usage or config.`;
+
+class UsageError extends Error {}
+
+const SERVE_OPTIONS: ParseArgsConfig['options'] = {
+  config: { type: 'string' },
+  aet: { type: 'string' },
+  'dicom-port': { type: 'string' },
+  'http-port': { type: 'string' },
+  'data-dir': { type: 'string' },
+  destination: { type: 'string', multiple: true },
+  'allow-caller': { type: 'string', multiple: true },
+  'stable-seconds': { type: 'string' },
+  watch: { type: 'string', multiple: true },
+  'max-workers': { type: 'string' },
+  'seg-workers': { type: 'string' },
+  bind: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+function parse(args: string[], options: ParseArgsConfig['options'], allowPositionals = false): { values: Values; positionals: string[] } {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true }) as { values: Values; positionals: string[] };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parse(args, SERVE_OPTIONS);
+  if (values.help) return help();
+  const flags = values as Record<string, string | string[] | undefined>;
+  const { config, file } = loadConfig({ file: values.config as string | undefined, flags });
+  if (config.node.watch.length > 0) throw new UsageError('--watch / node.watch is not available in this version yet (watched folders come with the web UI)');
+  const log = createLogger();
+  const node = new RtNode(config, log);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutdown requested');
+    const hard = setTimeout(() => {
+      log.error('graceful stop took longer than 10 s: exiting');
+      process.exit(1);
+    }, 10_000);
+    hard.unref();
+    void node.stop(8000).then(
+      () => process.exit(0),
+      (e) => {
+        log.error({ err: (e as Error).message }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  log.info({ config: file ?? '(built-in defaults)' }, 'starting rtpipeline node');
+  await node.start();
+  return new Promise<number>(() => undefined); // runs until a signal
+}
+
+function validate(args: string[]): number {
+  const { values } = parse(args, { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+  if (values.help) return help();
+  if (!values.config) throw new UsageError('validate needs --config FILE');
+  // Only the file is checked: the environment of the machine that validates is not the node's.
+  const { config } = loadConfig({ file: values.config as string, env: {} });
+  process.stdout.write(`${values.config}: valid (AE ${config.node.aet}, DICOM port ${config.node.dicom_port}, HTTP port ${config.node.http_port}, ${config.node.destinations.length} destination(s))\n`);
+  return 0;
+}
+
+/** Expands directories (recursively) into their files, in a stable order. */
+function expandFiles(items: string[]): string[] {
+  const out: string[] = [];
+  for (const item of items) {
+    let st;
+    try {
+      st = statSync(item);
+    } catch {
+      throw new UsageError(`${item}: no such file or directory`);
+    }
+    if (st.isDirectory()) out.push(...expandFiles(readdirSync(item).sort().map((n) => path.join(item, n))));
+    else if (st.isFile()) out.push(item);
+  }
+  return out;
+}
+
+async function send(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { destination: { type: 'string', multiple: true }, aet: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, true);
+  if (values.help) return help();
+  const dests = (values.destination as string[] | undefined) ?? [];
+  if (dests.length === 0) throw new UsageError('send needs --destination AE@HOST:PORT');
+  if (positionals.length === 0) throw new UsageError('send needs at least one file or folder');
+  const files = expandFiles(positionals);
+  const log = createLogger();
+  const callingAet = (values.aet as string | undefined) ?? process.env.RTPIPELINE_AET ?? 'RTPIPELINE';
+  let failed = 0;
+  for (const text of dests) {
+    let dest;
+    try {
+      dest = parseDestination(text);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    log.info({ destination: formatDestination(dest), files: files.length }, 'sending');
+    const r = await sendFiles(dest, files, { callingAet });
+    const ok = r.results.filter((x) => isStoredStatus(x.status)).length;
+    for (const x of r.results.filter((y) => !isStoredStatus(y.status))) {
+      log.error({ file: x.file, status: x.status === undefined ? 'not sent' : `0x${x.status.toString(16)}`, comment: x.comment }, 'instance not stored by destination');
+    }
+    if (r.associationError) log.error({ destination: formatDestination(dest), error: r.associationError }, 'association failed');
+    log.info({ destination: formatDestination(dest), stored: ok, failed: files.length - ok }, 'send finished');
+    failed += files.length - ok;
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+function help(): number {
+  process.stdout.write(USAGE + '\n');
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'serve':
+        return await serve(rest);
+      case 'validate':
+        return validate(rest);
+      case 'send':
+        return await send(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        return help();
+      case 'run':
+      case 'radiomics':
+      case 'demo':
+      case 'doctor':
+        throw new UsageError(`"${cmd}" is not available in this version yet`);
+      default:
+        if (cmd.startsWith('--dicom-root')) throw new UsageError('the batch pipeline (rtpipeline --dicom-root ...) is not available in this version yet');
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof UsageError) {
+      process.stderr.write(`rtpipeline: ${e.message}\n${e instanceof UsageError ? '\n' + USAGE + '\n' : ''}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`rtpipeline: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,167 @@
+import path from 'node:path';
+import { existsSync, promises as fsp } from 'node:fs';
+import type http from 'node:http';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import { Metrics } from '../metrics.js';
+import { IndexDb } from '../store/index-db.js';
+import { InstanceStore } from '../store/instance-store.js';
+import { reindex } from '../store/reindex.js';
+import { DicomServer, StudyActivity } from '../dicom/scp.js';
+import { OutboundQueue } from './outbound.js';
+import { JobRunner } from './job-runner.js';
+import { StudyCompletion } from './study-completion.js';
+import { studyJobStage } from './stages.js';
+import { createHttpServer, type Route } from '../http/server.js';
+
+export const STUDY_JOB = 'study';
+
+/** The long-running DICOM node: listener, index, study completion, jobs, outbound queue, HTTP API. */
+export class RtNode {
+  readonly metrics = new Metrics();
+  readonly activity = new StudyActivity();
+  index!: IndexDb;
+  store!: InstanceStore;
+  dicom!: DicomServer;
+  outbound!: OutboundQueue;
+  jobs!: JobRunner;
+  completion!: StudyCompletion;
+  private http: http.Server | undefined;
+  private stopping = false;
+  private readonly startedAt = Date.now();
+
+  constructor(
+    readonly config: Config,
+    private readonly log: Logger,
+  ) {}
+
+  get dataDir(): string {
+    return path.resolve(this.config.node.data_dir);
+  }
+
+  async start(): Promise<void> {
+    const node = this.config.node;
+    await fsp.mkdir(this.dataDir, { recursive: true });
+    const dbFile = path.join(this.dataDir, 'index.sqlite');
+    const fresh = !existsSync(dbFile);
+    this.index = new IndexDb(dbFile);
+    this.store = new InstanceStore(this.dataDir, this.index, { minFreeBytes: node.min_free_disk_mb * 1048576, maxInstanceBytes: node.max_instance_mb * 1048576 }, this.log);
+    await this.store.init();
+    // The files are the truth: rebuild a lost index, and reconcile after an unclean stop.
+    const clean = this.index.getMeta('clean_shutdown') === '1';
+    if (fresh && existsSync(this.store.layout.store)) await reindex(this.store.layout, this.index, this.log, 'rebuild');
+    else if (!fresh && !clean) await reindex(this.store.layout, this.index, this.log, 'reconcile');
+    this.index.setMeta('clean_shutdown', '0');
+
+    this.outbound = new OutboundQueue(
+      this.index,
+      { callingAet: node.aet, retryInitialSeconds: node.retry_initial_seconds, retryMaxSeconds: node.retry_max_seconds, retryMaxAgeHours: node.retry_max_age_hours, destinations: node.destinations },
+      this.log.child({ component: 'outbound' }),
+      this.metrics,
+    );
+    const outputDir = path.join(this.dataDir, 'output');
+    this.jobs = new JobRunner(
+      this.index,
+      { [STUDY_JOB]: studyJobStage({ index: this.index, outputDir, destinations: node.destinations, forward: node.forward, outbound: this.outbound }) },
+      node.max_concurrent_jobs,
+      this.log.child({ component: 'jobs' }),
+    );
+    this.completion = new StudyCompletion(this.index, this.activity, node.stable_seconds, STUDY_JOB, this.log.child({ component: 'completion' }), () => this.jobs.kick());
+    this.dicom = new DicomServer({ config: node, store: this.store, log: this.log.child({ component: 'scp' }), metrics: this.metrics, activity: this.activity });
+
+    this.outbound.start();
+    this.jobs.start();
+    this.completion.start();
+    await this.dicom.listen();
+    await this.listenHttp();
+    this.log.info({ aet: node.aet, dicomPort: this.dicom.port, httpPort: this.httpPort, dataDir: this.dataDir, destinations: node.destinations.length }, 'rtpipeline node ready');
+  }
+
+  get httpPort(): number {
+    const a = this.http?.address();
+    return typeof a === 'object' && a ? a.port : this.config.node.http_port;
+  }
+
+  private async listenHttp(): Promise<void> {
+    this.http = createHttpServer(this.routes(), { apiKey: process.env.RTPIPELINE_API_KEY || undefined, log: this.log.child({ component: 'http' }) });
+    await new Promise<void>((resolve, reject) => {
+      this.http!.once('error', reject);
+      this.http!.listen(this.config.node.http_port, this.config.node.http_bind_address, () => resolve());
+    });
+  }
+
+  health(): { healthy: boolean; body: Record<string, unknown> } {
+    const freeMb = Math.round(this.store.freeBytes() / 1048576);
+    const diskOk = this.store.hasSpace();
+    const healthy = !this.stopping && diskOk;
+    return {
+      healthy,
+      body: {
+        status: healthy ? 'healthy' : 'unhealthy',
+        reason: this.stopping ? 'shutting down' : diskOk ? undefined : `disk nearly full (${freeMb} MB free)`,
+        aet: this.config.node.aet,
+        dicomPort: this.dicom.port,
+        uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+        freeDiskMb: freeMb,
+        activeAssociations: this.dicom.activeAssociations,
+      },
+    };
+  }
+
+  private routes(): Route[] {
+    return [
+      { method: 'GET', path: '/health', handler: () => { const h = this.health(); return { status: h.healthy ? 200 : 503, body: h.body }; } },
+      { method: 'GET', path: '/metrics', handler: () => ({ status: 200, body: this.renderMetrics(), contentType: 'text/plain; version=0.0.4' }) },
+      { method: 'GET', path: '/api/studies', handler: () => ({ status: 200, body: this.index.listStudies() }) },
+      { method: 'GET', path: '/api/studies/:uid', handler: (_r, p) => {
+          const study = this.index.getStudy(p.uid);
+          return study ? { status: 200, body: { ...study, series: this.index.seriesOfStudy(p.uid) } } : { status: 404, body: { error: `no study ${p.uid}` } };
+        } },
+      { method: 'GET', path: '/api/jobs', handler: () => ({ status: 200, body: this.index.listJobs().map(jobView) }) },
+      { method: 'GET', path: '/api/jobs/:id', handler: (_r, p) => {
+          const job = this.index.getJob(Number(p.id));
+          return job ? { status: 200, body: jobView(job) } : { status: 404, body: { error: `no job ${p.id}` } };
+        } },
+      { method: 'POST', path: '/api/jobs/:id/cancel', handler: (_r, p) =>
+          this.index.cancelJob(Number(p.id), Date.now()) ? { status: 200, body: { cancelled: true } } : { status: 409, body: { error: `job ${p.id} is not queued (only queued jobs can be cancelled in this version)` } } },
+      { method: 'GET', path: '/api/outbound', handler: () => ({ status: 200, body: this.index.listOutbound().map((o) => ({ ...o, files: JSON.parse(o.files).length })) }) },
+    ];
+  }
+
+  renderMetrics(): string {
+    const jobs = this.index.countBy('jobs');
+    const outbound = this.index.countBy('outbound');
+    const studies = this.index.countBy('studies');
+    return this.metrics.render([
+      { name: 'rtpipeline_associations_active', help: 'Open DICOM associations', values: [{ value: this.dicom.activeAssociations }] },
+      { name: 'rtpipeline_instances_stored', help: 'Instances in the index', values: [{ value: this.index.countInstances() }] },
+      { name: 'rtpipeline_studies', help: 'Studies by state', values: ['receiving', 'complete'].map((s) => ({ labels: { state: s }, value: studies[s] ?? 0 })) },
+      { name: 'rtpipeline_jobs', help: 'Jobs by state', values: ['queued', 'running', 'done', 'failed', 'cancelled'].map((s) => ({ labels: { state: s }, value: jobs[s] ?? 0 })) },
+      { name: 'rtpipeline_outbound_queue', help: 'Outbound items by state', values: ['pending', 'sending', 'done', 'failed'].map((s) => ({ labels: { state: s }, value: outbound[s] ?? 0 })) },
+      { name: 'rtpipeline_disk_free_bytes', help: 'Free bytes on the data volume', values: [{ value: this.store.freeBytes() }] },
+    ]);
+  }
+
+  /** Graceful stop: no new associations, stores in flight answered, index flushed and marked clean. */
+  async stop(graceMs = 8000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info('stopping: refusing new associations, finishing stores in flight');
+    this.completion?.stop();
+    this.jobs?.stop();
+    this.outbound?.stop();
+    await this.dicom?.close(graceMs);
+    const httpClosed = new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+    this.http?.closeAllConnections();
+    await httpClosed;
+    // Interrupted jobs and sends stay 'running'/'sending' and resume at the next start; the index
+    // is still consistent with the files, so the next start needs no reconciliation.
+    this.index?.setMeta('clean_shutdown', '1');
+    this.index?.close();
+    this.log.info('stopped');
+  }
+}
+
+function jobView(j: import('../store/index-db.js').JobRow) {
+  return { ...j, result: j.result ? JSON.parse(j.result) : null };
+}
