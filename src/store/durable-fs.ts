@@ -1,4 +1,4 @@
-import { promises as fsp, constants as fsc } from 'node:fs';
+import fs, { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
 
 /** Small durable-file primitives: a rename or a new file is only durable once its directory is fsynced. */
@@ -9,6 +9,15 @@ export async function fsyncDir(dir: string): Promise<void> {
     await h.sync();
   } finally {
     await h.close();
+  }
+}
+
+export function fsyncDirSync(dir: string): void {
+  const fd = fs.openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
