@@ -243,6 +243,7 @@ export class DicomServer {
             continue;
           }
           context.setResult(PresentationContextResult.Accept, ts);
+          s.log.debug({ sopClass: abstract, proposed, accepted: ts }, 'presentation context accepted');
           accepted++;
         }
         if (accepted === 0) s.log.warn('association accepted with no usable presentation context (unsupported SOP classes or transfer syntaxes)');

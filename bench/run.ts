@@ -1,0 +1,27 @@
+/**
+ * Benchmark entry point (`npm run bench`): runs every bench (currently only ingest) and prints one
+ * final `BENCH_RESULT {...}` JSON line. Exits non-zero only on errors; a missed target is reported
+ * as MISS in the output, not as a failure.
+ */
+import { abortIngestBench, ingestBench } from './ingest.js';
+
+// On Ctrl-C / SIGTERM still stop the children and delete the temp folder before exiting.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping children and removing the temp folder`);
+    void abortIngestBench().finally(() => process.exit(130));
+  });
+}
+
+async function main(): Promise<void> {
+  const ingest = await ingestBench();
+  console.log(`\nBENCH_RESULT ${JSON.stringify(ingest)}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`bench failed: ${(e as Error).stack ?? e}`);
+    process.exit(1);
+  },
+);
