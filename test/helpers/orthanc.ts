@@ -40,9 +40,11 @@ export async function startOrthanc(opts: {
   /** Extra top-level configuration keys, e.g. { DicomScuTimeout: 5 }. */
   extraConfig?: Record<string, unknown>;
   startTimeoutMs?: number;
+  /** A fixed DICOM port (e.g. one a node was told about before this "PACS" came up). */
+  dicomPort?: number;
 } = {}): Promise<OrthancHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'rtpipeline-orthanc-'));
-  const [httpPort, dicomPort] = [await freePort(), await freePort()];
+  const [httpPort, dicomPort] = [await freePort(), opts.dicomPort ?? (await freePort())];
   const aet = opts.aet ?? 'ORTHANC';
   const config = {
     Name: 'rtpipeline-test',
