@@ -271,13 +271,10 @@ export async function ingestBench(): Promise<IngestResult> {
   const memorySlices = positiveIntEnv('BENCH_MEMORY_SLICES', 2000);
   const work = mkdtempSync(path.join(tmpdir(), `rtpipeline-bench-${randomBytes(4).toString('hex')}-`));
   const children = new Children();
-  let cleaned = false;
-  const cleanup = async () => {
-    if (cleaned) return;
-    cleaned = true;
-    await children.stopAll();
-    rmSync(work, { recursive: true, force: true });
-  };
+  // One shared promise, so that a signal's abort and the normal `finally` both wait for the end.
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= children.stopAll().finally(() => rmSync(work, { recursive: true, force: true })));
   activeCleanup = cleanup;
 
   try {

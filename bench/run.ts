@@ -6,8 +6,10 @@
 import { abortIngestBench, ingestBench } from './ingest.js';
 
 // On Ctrl-C / SIGTERM still stop the children and delete the temp folder before exiting.
+let aborting = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
+    aborting = true;
     console.error(`\n${signal}: stopping children and removing the temp folder`);
     void abortIngestBench().finally(() => process.exit(130));
   });
@@ -21,6 +23,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (e) => {
+    if (aborting) return; // the bench failed because its children were stopped: the signal handler exits
     console.error(`bench failed: ${(e as Error).stack ?? e}`);
     process.exit(1);
   },

@@ -215,13 +215,17 @@ export function readPart10Meta(buf: Buffer): Part10Meta {
   if (buf.toString('latin1', 128, 132) !== 'DICM') throw new HeaderError('not a DICOM Part 10 file: no "DICM" marker at byte 128');
   const c: Cursor = { buf, pos: 132 };
   const meta = new Map<number, string>();
+  let groupEnd: number | undefined;
   for (;;) {
+    // The group length, when present, says where group 0002 ends without peeking past it.
+    if (groupEnd !== undefined && c.pos >= groupEnd) break;
     if (c.pos + 2 > buf.length) throw new NeedMoreBytes();
     if (buf.readUInt16LE(c.pos) !== 0x0002) break;
     const tag = readTag(c);
     const { length } = readVrLength(c, true, tag);
     if (length === UNDEFINED) throw new HeaderError(`undefined length in file meta element ${hex(tag)}`);
     need(c, length);
+    if (tag === 0x00020000 && length === 4) groupEnd = c.pos + 4 + buf.readUInt32LE(c.pos);
     meta.set(tag, buf.toString('latin1', c.pos, c.pos + length).replace(/[\0 ]+$/g, ''));
     c.pos += length;
   }
