@@ -102,18 +102,18 @@ export async function startNode(o: StartNodeOptions = {}): Promise<NodeHandle> {
       await done;
     },
   };
-  await handle.waitFor(
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`node exited with ${proc.exitCode} during start:\n${out}`);
-      try {
-        // 503 is an answer too: a node refusing work (e.g. disk nearly full) is up.
-        return [200, 503].includes((await handle.api('/health')).status) ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    },
-    15_000,
-    'node health',
-  );
+  const up = async () => {
+    if (proc.exitCode !== null) throw new Error(`node exited with ${proc.exitCode} during start:\n${out}`);
+    try {
+      // 503 is an answer too: a node refusing work (e.g. disk nearly full) is up.
+      return [200, 503].includes((await handle.api('/health')).status) ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  await handle.waitFor(up, 15_000, 'node health').catch(async (e) => {
+    await handle.kill9(); // never leave a half-started node behind
+    throw e;
+  });
   return handle;
 }
