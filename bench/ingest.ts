@@ -48,6 +48,8 @@ export interface IngestResult {
   peakRssMb: number;
   peakRssTargetMb: number;
   peakRssPass: boolean;
+  durabilityFloorS: number;
+  durableRatio: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,6 +180,29 @@ async function waitForHealth(port: number, child: Child, timeoutMs = 30_000): Pr
 async function countFiles(dir: string, suffix = ''): Promise<number> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries.filter((e) => e.isFile() && e.name.endsWith(suffix)).length;
+}
+
+/** Seconds to make the files durable the way the node does, one after the other, with no network. */
+async function durabilityFloor(srcDir: string, destDir: string): Promise<number> {
+  const { readdir: rd, readFile, open, rename } = await import('node:fs/promises');
+  await mkdir(destDir, { recursive: true });
+  const names = (await rd(srcDir)).sort();
+  const datas = await Promise.all(names.map((n) => readFile(path.join(srcDir, n))));
+  const t0 = performance.now();
+  for (let i = 0; i < names.length; i++) {
+    const tmp = path.join(destDir, `${names[i]}.part`);
+    const h = await open(tmp, 'w');
+    await h.write(datas[i]);
+    await h.datasync();
+    await h.close();
+    await rename(tmp, path.join(destDir, names[i]));
+    const d = await open(destDir, 'r');
+    await d.sync();
+    await d.close();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  rmSync(destDir, { recursive: true, force: true });
+  return seconds;
 }
 
 function median(xs: number[]): number {
@@ -315,6 +340,11 @@ export async function ingestBench(): Promise<IngestResult> {
     console.log(`median ${' '.repeat(8)}  ${storescpMedianS.toFixed(3).padStart(10)}  ${nodeMedianS.toFixed(3).padStart(6)}`);
     const ratioPass = ingestRatio <= RATIO_TARGET;
     console.log(`ingest ratio (node/storescp, median of ${rounds}): ${ingestRatio.toFixed(2)} (target <= ${RATIO_TARGET}) ${ratioPass ? 'PASS' : 'MISS'}`);
+    // What durability alone costs on this disk: storescp does no fsync, the node must.
+    const durabilityFloorS = await durabilityFloor(timingDir, path.join(work, 'floor'));
+    const durableRatio = Math.round((nodeMedianS / (storescpMedianS + durabilityFloorS)) * 100) / 100;
+    console.log(`durability floor (write + fdatasync + rename + dir fsync of the same ${TIMING_SLICES} files, no network): ${durabilityFloorS.toFixed(3)} s`);
+    console.log(`node / (storescp + durability floor): ${durableRatio.toFixed(2)}`);
 
     // 3. Memory: one node receives the long series; VmHWM is read while it is still running.
     const memRecvDir = path.join(work, 'recv-node-memory');
@@ -345,6 +375,8 @@ export async function ingestBench(): Promise<IngestResult> {
       peakRssMb: Math.round(peakMb * 10) / 10,
       peakRssTargetMb: RSS_TARGET_MB,
       peakRssPass: rssPass,
+      durabilityFloorS,
+      durableRatio,
     };
   } finally {
     await cleanup();

@@ -144,7 +144,15 @@ export class InstanceStore {
     await mkdirDurable(dir, this.knownDirs);
     // rename and the directory fsync are metadata operations of tens of microseconds: done
     // synchronously they cost less than two thread-pool round trips on the per-instance path.
-    fs.renameSync(tmpPath, finalPath);
+    try {
+      fs.renameSync(tmpPath, finalPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      // Someone removed the folder under a running node: forget the cached path and recreate it.
+      this.knownDirs.clear();
+      await mkdirDurable(dir, this.knownDirs);
+      fs.renameSync(tmpPath, finalPath);
+    }
     fsyncDirSync(dir);
     if (existing && existing.path !== finalPath) await fsp.rm(existing.path, { force: true });
     this.index.recordInstance({
