@@ -233,6 +233,27 @@ describe('DICOM node limits and refusals', () => {
   });
 });
 
+describe('DICOM node timeouts', () => {
+  it('drops a connection that never sends an A-ASSOCIATE-RQ after node.association_timeout_seconds', async () => {
+    const node = await startNode({ configYaml: 'node:\n  association_timeout_seconds: 1\n' });
+    try {
+      const t0 = Date.now();
+      const closedAfter = await new Promise<number>((resolve, reject) => {
+        const s = net.connect(node.dicomPort, '127.0.0.1');
+        s.on('close', () => resolve(Date.now() - t0));
+        s.on('error', () => undefined);
+        s.resume();
+        setTimeout(() => reject(new Error('connection still open after 10 s')), 10_000);
+      });
+      expect(closedAfter).toBeGreaterThanOrEqual(900);
+      expect(closedAfter).toBeLessThan(5000);
+      expect((await echoscu({ port: node.dicomPort, calledAet: 'RTPIPELINE' })).code).toBe(0);
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
 describe('HTTP API key', () => {
   it('requires X-API-Key on every route but /health when RTPIPELINE_API_KEY is set', async () => {
     const node = await startNode({ env: { RTPIPELINE_API_KEY: 's3cret-key' } });
