@@ -73,6 +73,8 @@ async function serve(args: string[]): Promise<number> {
       },
     );
   };
+  // A bug in one association or job must not take the node down with every other one.
+  process.on('unhandledRejection', (e) => log.error({ err: e instanceof Error ? e.stack : String(e) }, 'unhandled rejection'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   log.info({ config: file ?? '(built-in defaults)' }, 'starting rtpipeline node');

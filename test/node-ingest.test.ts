@@ -233,6 +233,34 @@ describe('DICOM node limits and refusals', () => {
   });
 });
 
+describe('DICOM node after a cut association', () => {
+  it('frees the association slot and completes the study after a sender is killed mid-dataset', async () => {
+    const node = await startNode({ configYaml: 'node:\n  max_associations: 1\n  stable_seconds: 1\n' });
+    try {
+      const s = await writeCtSeries(path.join(tempDir(), 'cut1'), { patientId: 'CUT-1', patientName: 'Cut^One', phantom: { rows: 512, columns: 512, slices: 40, pixelSpacingMm: [1, 1], sliceThicknessMm: 1 } });
+      await storescu({ port: node.dicomPort, calledAet: 'RTPIPELINE', files: s.files, timeoutMs: 200 });
+      // The one slot must be free again: a new association is accepted.
+      await node.waitFor(async () => ((await echoscu({ port: node.dicomPort, calledAet: 'RTPIPELINE' })).code === 0 ? true : undefined), 10_000, 'association slot freed');
+      const stored = ((await node.api('/api/studies')).body as any[]).find((x) => x.study_uid === s.studyInstanceUid);
+      if (stored) {
+        await node.waitFor(async () => ((await node.api('/api/jobs')).body as any[]).find((j) => j.study_uid === s.studyInstanceUid), 10_000, 'job of the cut study');
+      }
+      expect(readdirSync(path.join(node.dataDir, 'incoming'))).toEqual([]);
+      // A request path that cannot be parsed is a 400, not a crash.
+      const bad = await new Promise<string>((resolve) => {
+        const sock = net.connect(node.httpPort, '127.0.0.1', () => sock.write('GET // HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+        let text = '';
+        sock.on('data', (d) => (text += d));
+        sock.on('close', () => resolve(text));
+      });
+      expect(bad).toMatch(/^HTTP\/1.1 400/);
+      expect((await node.api('/health')).status).toBe(200);
+    } finally {
+      expect(await node.stop()).toBe(0);
+    }
+  });
+});
+
 describe('DICOM node timeouts', () => {
   it('drops a connection that never sends an A-ASSOCIATE-RQ after node.association_timeout_seconds', async () => {
     const node = await startNode({ configYaml: 'node:\n  association_timeout_seconds: 1\n' });

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
@@ -184,5 +184,14 @@ export function loadConfig(opts: LoadOptions = {}): { config: Config; file: stri
     const lines = result.error.issues.map((i) => describeIssue(i, file, yaml, overrides));
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
-  return { config: result.data, file };
+  const config = result.data;
+  const tls = config.node.tls;
+  for (const key of ['key', 'cert', 'ca'] as const) {
+    const f = tls?.[key];
+    if (f && !existsSync(f)) {
+      const line = yaml?.lineOf(['node', 'tls', key]);
+      throw new ConfigError(`${file ?? 'config'}${line ? `: line ${line}` : ''}: node.tls.${key}: file ${f} does not exist`);
+    }
+  }
+  return { config, file };
 }

@@ -57,7 +57,8 @@ export const nodeSchema = z
     association_timeout_seconds: z.number().positive().default(30),
     /** Below this free space on the data dir, C-STORE answers Out of Resources (0xA700). */
     min_free_disk_mb: z.number().nonnegative().default(1024),
-    /** Largest dataset accepted in one C-STORE; bigger ones are refused and the association aborted. */
+    /** Largest dataset accepted in one C-STORE: a bigger one is answered Out of Resources (0xA700);
+     *  its bytes are read off the socket and dropped, never written. */
     max_instance_mb: z.number().positive().default(4096),
     /** Outbound queue: exponential backoff between these bounds; give up (dead letter) after max_age. */
     retry_initial_seconds: z.number().positive().default(5),

@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import type { NodeConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { StoreStatus, type IncomingInstance, type InstanceStore } from '../store/instance-store.js';
+import { StoreStatus, type IncomingInstance, type InstanceStore, type StoreOutcome } from '../store/instance-store.js';
 import { ACCEPTED_TRANSFER_SYNTAXES } from './transfer-syntax.js';
 import { isStorageSopClass, STORAGE_SOP_CLASSES, VERIFICATION_SOP_CLASS } from './sop-classes.js';
 import { PduGuard } from './pdu-guard.js';
@@ -177,9 +177,12 @@ export class DicomServer {
     (scp as unknown as { state: AssociationState }).state = state;
     scp.on('networkError', (e: Error) => {
       state.log.warn({ err: e.message }, 'association network error');
-      socket.end();
+      // destroy, not end: a dead or hung peer would otherwise keep its association slot.
+      socket.destroy();
     });
-    socket.on('close', () => void this.onClosed(state));
+    socket.on('close', () => {
+      this.onClosed(state).catch((e: Error) => state.log.error({ err: e.message }, 'error while closing association'));
+    });
   }
 
   private async onClosed(state: AssociationState): Promise<void> {
@@ -264,6 +267,7 @@ export class DicomServer {
 
       override abort(): void {
         this.state.log.info('association aborted by peer');
+        this.state.socket.destroy();
       }
 
       override cEchoRequest(request: dimse.requests.CEchoRequest, callback: (r: dimse.responses.CEchoResponse) => void): void {
@@ -275,18 +279,25 @@ export class DicomServer {
 
       override createStoreWritableStream(pc: PresentationContext, request: CStoreRequest): Writable {
         const s = this.state;
-        const incoming = store.begin({
+        const meta = {
           sopClassUid: request.getAffectedSopClassUid(),
           sopInstanceUid: request.getAffectedSopInstanceUid(),
           transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '',
           callingAet: s.callingAet || null,
           remoteAddress: s.socket.remoteAddress ?? null,
           associationId: s.id,
-        });
+        };
+        // Data on a context we did not accept, or for another SOP class than the context's, is not stored.
+        const incoming =
+          pc.getResult() !== PresentationContextResult.Accept || !meta.transferSyntaxUid
+            ? store.refuse(meta, Status.SopClassNotSupported, 'presentation context was not accepted')
+            : pc.getAbstractSyntaxUid() !== meta.sopClassUid
+              ? store.refuse(meta, StoreStatus.DataSetDoesNotMatchSopClass, `SOP class ${meta.sopClassUid} sent on a ${pc.getAbstractSyntaxUid()} presentation context`)
+              : store.begin(meta);
         incoming.flowControl = { pause: () => s.socket.pause(), resume: () => s.socket.resume() };
         s.current = incoming;
         pending.set(request, incoming);
-        const done = incoming.outcome();
+        const done = incoming.outcome().catch(() => undefined);
         s.inFlight.add(done);
         void done.finally(() => s.inFlight.delete(done));
         return incoming;
@@ -312,7 +323,10 @@ export class DicomServer {
           s.failed++;
           return respond(StoreStatus.CannotUnderstand, 'no dataset received');
         }
-        void incoming.outcome().then((o) => {
+        void incoming
+          .outcome()
+          .catch((e: Error): StoreOutcome => ({ ok: false, status: StoreStatus.OutOfResources, reason: `internal error: ${e.message}` }))
+          .then((o) => {
           if (o.ok) {
             if (o.kind !== 'duplicate') {
               s.stored++;

@@ -76,6 +76,7 @@ function sendBatch(dest: Destination, files: string[], opts: SendOptions): Promi
       client.addRequest(request);
     }
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     const finish = () => {
       if (settled) return;
       settled = true;
@@ -90,7 +91,7 @@ function sendBatch(dest: Destination, files: string[], opts: SendOptions): Promi
       associationError ??= `network error: ${e.message}`;
     });
     client.on('closed', finish);
-    const timer = setTimeout(() => {
+    timer = setTimeout(() => {
       associationError ??= `no answer from ${dest.aet}@${dest.host}:${dest.port} within ${(opts.timeoutMs ?? 120000) / 1000} s`;
       try {
         client.abort();

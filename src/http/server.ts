@@ -40,12 +40,17 @@ function keyMatches(given: string | string[] | undefined, expected: string): boo
  */
 export function createHttpServer(routes: Route[], opts: { apiKey: string | undefined; log: Logger }): http.Server {
   return http.createServer(async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
     const send = (r: HttpReply) => {
       const text = typeof r.body === 'string' ? r.body : JSON.stringify(r.body, null, 2);
       res.writeHead(r.status, { 'content-type': r.contentType ?? (typeof r.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json') });
       res.end(text);
     };
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      return send({ status: 400, body: { error: `cannot parse the request path "${String(req.url).slice(0, 200)}"` } });
+    }
     try {
       if (opts.apiKey && url.pathname !== '/health' && !keyMatches(req.headers['x-api-key'], opts.apiKey)) {
         opts.log.warn({ path: url.pathname, remote: req.socket.remoteAddress }, 'HTTP request without a valid API key');

@@ -34,7 +34,9 @@ export class JobRunner {
     while (!this.stopped && this.running.size < this.concurrency) {
       const job = this.index.claimNextJob(Date.now());
       if (!job) return;
-      const p = this.run(job).finally(() => {
+      const p = this.run(job)
+        .catch((e: Error) => this.log.error({ jobId: job.id, err: e.message }, 'job bookkeeping failed; the job resumes at the next start'))
+        .finally(() => {
         this.running.delete(p);
         this.kick();
       });

@@ -28,6 +28,7 @@ export class RtNode {
   completion!: StudyCompletion;
   private http: http.Server | undefined;
   private stopping = false;
+  private started = false;
   private readonly startedAt = Date.now();
 
   constructor(
@@ -51,7 +52,7 @@ export class RtNode {
     const clean = this.index.getMeta('clean_shutdown') === '1';
     if (fresh && existsSync(this.store.layout.store)) await reindex(this.store.layout, this.index, this.log, 'rebuild');
     else if (!fresh && !clean) await reindex(this.store.layout, this.index, this.log, 'reconcile');
-    this.index.setMeta('clean_shutdown', '0');
+    this.index.setMetaDurable('clean_shutdown', '0');
 
     this.outbound = new OutboundQueue(
       this.index,
@@ -74,6 +75,7 @@ export class RtNode {
     this.completion.start();
     await this.dicom.listen();
     await this.listenHttp();
+    this.started = true;
     this.log.info({ aet: node.aet, dicomPort: this.dicom.port, httpPort: this.httpPort, dataDir: this.dataDir, destinations: node.destinations.length }, 'rtpipeline node ready');
   }
 
@@ -156,7 +158,8 @@ export class RtNode {
     await httpClosed;
     // Interrupted jobs and sends stay 'running'/'sending' and resume at the next start; the index
     // is still consistent with the files, so the next start needs no reconciliation.
-    this.index?.setMeta('clean_shutdown', '1');
+    // Only a node that finished starting, and whose index took every stored file, may say "clean".
+    if (this.started && this.store.indexErrors === 0) this.index.setMetaDurable('clean_shutdown', '1');
     this.index?.close();
     this.log.info('stopped');
   }

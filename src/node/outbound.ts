@@ -64,7 +64,9 @@ export class OutboundQueue {
       const item = this.index.claimDueOutbound(Date.now(), this.busy);
       if (!item) break;
       this.busy.add(item.destination);
-      const p = this.deliver(item).finally(() => {
+      const p = this.deliver(item)
+        .catch((e: Error) => this.log.error({ outboundId: item.id, err: e.message }, 'outbound delivery crashed; the item stays queued for the next start'))
+        .finally(() => {
         this.busy.delete(item.destination);
         this.running.delete(p);
         this.kick();
@@ -72,7 +74,8 @@ export class OutboundQueue {
       this.running.add(p);
     }
     const next = this.index.nextOutboundDue();
-    if (next !== undefined) this.timer = setTimeout(() => this.kick(), Math.max(50, Math.min(next - Date.now(), 60_000)));
+    // Items already due are waiting for a busy destination: its delivery kicks again when it ends.
+    if (next !== undefined) this.timer = setTimeout(() => this.kick(), next <= Date.now() ? 1000 : Math.max(50, Math.min(next - Date.now(), 60_000)));
   }
 
   private destinationFor(text: string): Destination {
@@ -88,44 +91,47 @@ export class OutboundQueue {
     try {
       result = await sendFiles(this.destinationFor(item.destination), files, { callingAet: this.opts.callingAet });
     } catch (e) {
-      result = { associationError: (e as Error).message, results: [] };
+      // Nothing is known to have arrived: every file is still to be sent.
+      result = { associationError: (e as Error).message, results: files.map((file) => ({ file, status: undefined })) };
     }
     const now = Date.now();
     const stored = result.results.filter((r) => isStoredStatus(r.status));
-    const refused = result.results.filter((r) => r.status !== undefined && !isStoredStatus(r.status));
-    const unanswered = result.results.filter((r) => r.status === undefined);
+    const unanswered = result.results.filter((r) => r.status === undefined).map((r) => r.file);
+    // Refusals are final; they are kept across attempts so the item can never end "done" without them.
+    const refused = [
+      ...(item.refused ? (JSON.parse(item.refused) as string[]) : []),
+      ...result.results.filter((r) => r.status !== undefined && !isStoredStatus(r.status)).map((r) => `${r.file}: status 0x${r.status!.toString(16)}${r.comment ? ` (${r.comment})` : ''}`),
+    ];
+    const delivered = item.delivered + stored.length;
     this.metrics.inc('rtpipeline_outbound_instances_total', stored.length);
 
     if (unanswered.length === 0) {
       if (refused.length === 0) {
-        this.index.finishOutbound(item.id, 'done', now, { delivered: stored.length });
+        this.index.finishOutbound(item.id, 'done', now, { delivered });
         this.metrics.inc('rtpipeline_outbound_attempts_total', 1, { result: 'done' });
-        log.info({ delivered: stored.length }, 'outbound item delivered');
-        return;
+        log.info({ delivered }, 'outbound item delivered');
+      } else {
+        this.index.finishOutbound(item.id, 'failed', now, { delivered, refused, error: `refused by destination: ${refused.join('; ')}` });
+        this.metrics.inc('rtpipeline_outbound_attempts_total', 1, { result: 'refused' });
+        log.error({ delivered, refused: refused.length, error: refused.join('; ') }, 'outbound item refused by the destination (not retried)');
       }
-      const error = refused.map((r) => `${r.file}: status 0x${r.status!.toString(16)}${r.comment ? ` (${r.comment})` : ''}`).join('; ');
-      this.index.finishOutbound(item.id, 'failed', now, { delivered: stored.length, error: `refused by destination: ${error}` });
-      this.metrics.inc('rtpipeline_outbound_attempts_total', 1, { result: 'refused' });
-      log.error({ delivered: stored.length, refused: refused.length, error }, 'outbound item refused by the destination (not retried)');
       return;
     }
     // Not everything was answered: the destination is down, busy or dropped us. Retry what is left.
-    const remaining = unanswered.map((r) => r.file);
-    const error = result.associationError ?? `${remaining.length} instance(s) not accepted (no matching presentation context?)`;
+    const error = result.associationError ?? `${unanswered.length} instance(s) not accepted (no matching presentation context?)`;
     const tooOld = now - item.created_at > this.opts.retryMaxAgeHours * 3600_000;
     // Associated fine but the peer accepted no context for these: retrying will not change that.
     const neverAcceptable = !result.associationError && item.attempts >= 3;
     if (tooOld || neverAcceptable) {
-      this.index.finishOutbound(item.id, 'failed', now, { error: `gave up: ${error}`, delivered: item.delivered + stored.length });
+      this.index.finishOutbound(item.id, 'failed', now, { error: `gave up: ${error}`, delivered, refused });
       this.metrics.inc('rtpipeline_outbound_attempts_total', 1, { result: 'gave_up' });
       log.error({ error }, 'outbound item failed for good (dead letter)');
       return;
     }
-    if (remaining.length < files.length) this.index.setOutboundFiles(item.id, remaining);
     const delay = backoffSeconds(item.attempts, this.opts.retryInitialSeconds, this.opts.retryMaxSeconds);
-    this.index.finishOutbound(item.id, 'pending', now, { error, nextAttemptAt: now + delay * 1000, delivered: item.delivered + stored.length });
+    this.index.finishOutbound(item.id, 'pending', now, { error, nextAttemptAt: now + delay * 1000, delivered, refused, files: unanswered });
     this.metrics.inc('rtpipeline_outbound_attempts_total', 1, { result: 'retry' });
-    log.warn({ error, retryInSeconds: Math.round(delay * 10) / 10, remaining: remaining.length }, 'outbound attempt failed; will retry');
+    log.warn({ error, retryInSeconds: Math.round(delay * 10) / 10, remaining: unanswered.length }, 'outbound attempt failed; will retry');
   }
 
   /** Stops scheduling. A send still in flight is left to finish or die with the process: its item

@@ -22,7 +22,13 @@ export class StudyCompletion {
 
   start(): void {
     const period = Math.max(100, Math.min(1000, (this.stableSeconds * 1000) / 4));
-    this.timer = setInterval(() => this.check(), period);
+    this.timer = setInterval(() => {
+      try {
+        this.check();
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'study completion check failed; retrying');
+      }
+    }, period);
     this.check();
   }
 

@@ -21,24 +21,33 @@ export function fsyncDirSync(dir: string): void {
   }
 }
 
-/** mkdir -p that fsyncs the parent of every directory it creates, so the new path survives a power cut. */
+const creating = new Map<string, Promise<void>>();
+
+/**
+ * mkdir -p that fsyncs the parent of every directory it creates, so the new path survives a power
+ * cut. Concurrent callers for the same directory share one creation: a second caller must not see
+ * the directory and go on before the first has fsynced its parent.
+ */
 export async function mkdirDurable(dir: string, known: Set<string>): Promise<void> {
   if (known.has(dir)) return;
-  const created: string[] = [];
-  let cur = dir;
-  while (!(await exists(cur))) {
-    created.unshift(cur);
-    cur = path.dirname(cur);
+  let p = creating.get(dir);
+  if (!p) {
+    p = createDurable(dir).finally(() => creating.delete(dir));
+    creating.set(dir, p);
   }
-  for (const d of created) {
-    try {
-      await fsp.mkdir(d);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    await fsyncDir(path.dirname(d));
-  }
+  await p;
   known.add(dir);
+}
+
+async function createDurable(dir: string): Promise<void> {
+  const parent = path.dirname(dir);
+  if (parent !== dir && !(await exists(parent))) await mkdirDurable(parent, new Set());
+  try {
+    await fsp.mkdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  await fsyncDir(parent);
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -64,16 +73,17 @@ export async function writeFileAtomic(file: string, data: string | Buffer): Prom
   await fsyncDir(path.dirname(file));
 }
 
-/** Byte-for-byte comparison of two files, streamed in 1 MiB blocks. */
-export async function sameContent(a: string, b: string): Promise<boolean> {
+/** Byte-for-byte comparison of two files from the given offsets, streamed in 1 MiB blocks. */
+export async function sameContent(a: string, b: string, offsetA = 0, offsetB = 0): Promise<boolean> {
   const [sa, sb] = await Promise.all([fsp.stat(a), fsp.stat(b)]);
-  if (sa.size !== sb.size) return false;
+  const length = sa.size - offsetA;
+  if (length !== sb.size - offsetB || length < 0) return false;
   const [ha, hb] = await Promise.all([fsp.open(a, 'r'), fsp.open(b, 'r')]);
   try {
     const ba = Buffer.allocUnsafe(1 << 20);
     const bb = Buffer.allocUnsafe(1 << 20);
-    for (let pos = 0; pos < sa.size; ) {
-      const [ra, rb] = await Promise.all([ha.read(ba, 0, ba.length, pos), hb.read(bb, 0, bb.length, pos)]);
+    for (let pos = 0; pos < length; ) {
+      const [ra, rb] = await Promise.all([ha.read(ba, 0, ba.length, offsetA + pos), hb.read(bb, 0, bb.length, offsetB + pos)]);
       if (ra.bytesRead !== rb.bytesRead || ra.bytesRead === 0) return false;
       if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
       pos += ra.bytesRead;

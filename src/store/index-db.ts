@@ -70,6 +70,8 @@ export interface OutboundRow {
   last_error: string | null;
   source: string;
   delivered: number;
+  /** JSON array of "file: status" the destination refused (final, never retried). */
+  refused: string | null;
 }
 
 const SCHEMA_VERSION = 1;
@@ -103,7 +105,8 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
 CREATE TABLE IF NOT EXISTS outbound (
   id INTEGER PRIMARY KEY, destination TEXT NOT NULL, files TEXT NOT NULL, state TEXT NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL, last_error TEXT, source TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);
+  updated_at INTEGER NOT NULL, last_error TEXT, source TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0,
+  refused TEXT);
 CREATE INDEX IF NOT EXISTS outbound_due ON outbound(state, next_attempt_at);
 `;
 
@@ -164,6 +167,17 @@ export class IndexDb {
   getMeta(key: string): string | undefined {
     const row = this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(key);
     return row?.value;
+  }
+
+  /** Writes a meta value with a WAL fsync: for the clean-shutdown mark, which must not be lost
+   *  to a power cut (a stale "clean" would skip the reconciliation that the cut made necessary). */
+  setMetaDurable(key: string, value: string): void {
+    this.db.pragma('synchronous = FULL');
+    try {
+      this.setMeta(key, value);
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
   }
 
   setMeta(key: string, value: string): void {
@@ -319,14 +333,19 @@ export class IndexDb {
     })();
   }
 
-  finishOutbound(id: number, state: 'done' | 'failed' | 'pending', now: number, opts: { error?: string | null; nextAttemptAt?: number; delivered?: number }): void {
+  finishOutbound(
+    id: number,
+    state: 'done' | 'failed' | 'pending',
+    now: number,
+    opts: { error?: string | null; nextAttemptAt?: number; delivered?: number; refused?: string[]; files?: string[] },
+  ): void {
     this.db
-      .prepare(`UPDATE outbound SET state = ?, updated_at = ?, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at), delivered = COALESCE(?, delivered) WHERE id = ?`)
-      .run(state, now, opts.error ?? null, opts.nextAttemptAt ?? null, opts.delivered ?? null, id);
-  }
-
-  setOutboundFiles(id: number, files: string[]): void {
-    this.db.prepare('UPDATE outbound SET files = ? WHERE id = ?').run(JSON.stringify(files), id);
+      .prepare(
+        `UPDATE outbound SET state = ?, updated_at = ?, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+           delivered = COALESCE(?, delivered), refused = COALESCE(?, refused), files = COALESCE(?, files) WHERE id = ?`,
+      )
+      .run(state, now, opts.error ?? null, opts.nextAttemptAt ?? null, opts.delivered ?? null,
+        opts.refused && opts.refused.length > 0 ? JSON.stringify(opts.refused) : null, opts.files ? JSON.stringify(opts.files) : null, id);
   }
 
   getOutbound(id: number): OutboundRow | undefined {

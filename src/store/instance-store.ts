@@ -7,6 +7,7 @@ import { part10Header } from '../dicom/part10.js';
 import { isExplicitVr } from '../dicom/transfer-syntax.js';
 import type { IndexDb } from './index-db.js';
 import { fsyncDirSync, mkdirDurable, sameContent, writeFileAtomic } from './durable-fs.js';
+import { readPart10Meta } from '../dicom/header.js';
 import type { Logger } from '../log.js';
 
 /** C-STORE failure statuses (PS3.4 Table B.2-1). */
@@ -61,6 +62,8 @@ export class InstanceStore {
   readonly layout: StoreLayout;
   private readonly knownDirs = new Set<string>();
   private freeBytesCache: { at: number; free: number } | undefined;
+  /** Files renamed into store/ that the index failed to record: the next start must reconcile. */
+  indexErrors = 0;
 
   constructor(
     dataDir: string,
@@ -91,6 +94,11 @@ export class InstanceStore {
 
   hasSpace(): boolean {
     return this.freeBytes() >= this.opts.minFreeBytes;
+  }
+
+  /** An instance whose bytes will be read and dropped, answered with `status`. */
+  refuse(meta: IncomingMeta, status: number, reason: string): IncomingInstance {
+    return new IncomingInstance(this, meta, { status, reason });
   }
 
   begin(meta: IncomingMeta): IncomingInstance {
@@ -136,7 +144,7 @@ export class InstanceStore {
     const finalPath = instancePath(this.layout, header);
     const size = headerBytes + datasetBytes;
     const existing = this.index.getInstance(header.sopInstanceUid);
-    if (existing && existing.path === finalPath && (await sameContent(existing.path, tmpPath).catch(() => false))) {
+    if (existing && existing.path === finalPath && (await sameDataset(existing.path, tmpPath, headerBytes).catch(() => false))) {
       await fsp.rm(tmpPath, { force: true });
       return { ok: true, kind: 'duplicate', header, path: finalPath, size };
     }
@@ -155,6 +163,19 @@ export class InstanceStore {
     }
     fsyncDirSync(dir);
     if (existing && existing.path !== finalPath) await fsp.rm(existing.path, { force: true });
+    try {
+      this.recordInstance(header, meta, finalPath, size);
+    } catch (e) {
+      // The file is durable in store/ but the index did not take it: keep the file (it may replace an
+      // older copy) and make sure the next start reconciles the index with the files.
+      this.indexErrors++;
+      throw e;
+    }
+    if (existing) this.log.warn({ sopInstanceUid: header.sopInstanceUid, studyUid: header.studyInstanceUid }, 'instance re-sent with different content: stored copy replaced');
+    return { ok: true, kind: existing ? 'replaced' : 'stored', header, path: finalPath, size };
+  }
+
+  private recordInstance(header: InstanceHeader, meta: IncomingMeta, finalPath: string, size: number): void {
     this.index.recordInstance({
       header,
       transferSyntaxUid: meta.transferSyntaxUid,
@@ -164,8 +185,6 @@ export class InstanceStore {
       callingAet: meta.callingAet,
       callingHost: meta.remoteAddress,
     });
-    if (existing) this.log.warn({ sopInstanceUid: header.sopInstanceUid, studyUid: header.studyInstanceUid }, 'instance re-sent with different content: stored copy replaced');
-    return { ok: true, kind: existing ? 'replaced' : 'stored', header, path: finalPath, size };
   }
 
   private async identify(file: string, prefix: Buffer, datasetBytes: number, headerBytes: number, explicit: boolean): Promise<InstanceHeader> {
@@ -290,6 +309,7 @@ export class IncomingInstance extends Writable {
   }
 
   private async settle(): Promise<StoreOutcome> {
+    if (this.settled) return { ok: false, ...(this.failure ?? { status: StoreStatus.CannotUnderstand, reason: 'already settled' }) };
     this.settled = true;
     const fd = this.fd;
     this.fd = undefined;
@@ -332,5 +352,22 @@ export class IncomingInstance extends Writable {
     if (fd !== undefined) fs.closeSync(fd);
     this.destroy();
     await fsp.rm(this.tmpPath, { force: true });
+    // 'finish' will never come after destroy(): settle now, as a failure, so nobody waits forever.
+    this.settled = false;
+    this.resolveFinished();
   }
+}
+
+/** Same dataset bytes, whatever file meta header each copy carries (ours may change between versions). */
+async function sameDataset(stored: string, tmp: string, tmpHeaderBytes: number): Promise<boolean> {
+  const h = await fsp.open(stored, 'r');
+  let storedOffset: number;
+  try {
+    const head = Buffer.alloc(4096);
+    const { bytesRead } = await h.read(head, 0, head.length, 0);
+    storedOffset = readPart10Meta(head.subarray(0, bytesRead)).datasetOffset;
+  } finally {
+    await h.close();
+  }
+  return sameContent(stored, tmp, storedOffset, tmpHeaderBytes);
 }
