@@ -34,7 +34,7 @@ describe('node with Orthanc as the PACS', () => {
     cleanup.push(() => target.stop());
     const node: NodeHandle = await startNode({
       args: ['--stable-seconds', '1', '--destination', `TARGET@127.0.0.1:${target.dicomPort}`, '--allow-caller', 'SOURCE'],
-      configYaml: 'node:\n  forward: true\n',
+      configYaml: 'segmentation:\n  engine: none\nnode:\n  forward: true\n',
     });
     cleanup.push(() => node.stop());
     const source = await startOrthanc({ aet: 'SOURCE', modalities: { rtp: { aet: 'RTPIPELINE', host: '127.0.0.1', port: node.dicomPort } } });
@@ -60,7 +60,7 @@ describe('node with Orthanc as the PACS', () => {
     const pacsPort = await freePort();
     const node = await startNode({
       args: ['--stable-seconds', '0.5', '--destination', `LATE@127.0.0.1:${pacsPort}`],
-      configYaml: 'node:\n  forward: true\n  retry_initial_seconds: 0.3\n  retry_max_seconds: 1\n',
+      configYaml: 'segmentation:\n  engine: none\nnode:\n  forward: true\n  retry_initial_seconds: 0.3\n  retry_max_seconds: 1\n',
     });
     cleanup.push(() => node.stop());
     const s = await writeCtSeries(path.join(tempDir(), 'ct'), { patientId: 'ORTH-2', patientName: 'Down^Up', phantom: { ...phantom, slices: 5 } });

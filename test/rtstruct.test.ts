@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readMha, resampleToGrid } from './helpers/mha.js';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 import { SOP_CLASS } from '../src/dicom/sop-classes.js';
 import { dice, patientToVoxel, voxelCount, voxelToPatient, type Grid, type Mask, type Vec3 } from '../src/geometry/types.js';
@@ -111,49 +111,6 @@ function insidePolygon(p: Float64Array, x: number, y: number): boolean {
 // ---------------------------------------------------------------------------- MetaImage reader
 
 /** Reads a 3-D MET_UCHAR .mha (text header, then raw or zlib data after "ElementDataFile = LOCAL"). */
-function readMha(buf: Buffer): Mask {
-  const marker = 'ElementDataFile = LOCAL';
-  const end = buf.indexOf(marker);
-  if (end < 0) throw new Error('not a single-file MetaImage');
-  const header = new Map(
-    buf.subarray(0, end).toString('latin1').split('\n').filter((l) => l.includes('=')).map((l) => {
-      const [k, v] = l.split('=');
-      return [k.trim(), v.trim()] as const;
-    }),
-  );
-  expect(header.get('ElementType')).toBe('MET_UCHAR');
-  const nums = (key: string) => (header.get(key) ?? '').split(/\s+/).map(Number);
-  const dataStart = buf.indexOf('\n', end) + 1;
-  const raw = buf.subarray(dataStart);
-  const data = new Uint8Array(header.get('CompressedData') === 'True' ? inflateSync(raw) : raw);
-  // MetaIO writes the direction of axis i as the first three TransformMatrix values, and so on.
-  const m = nums('TransformMatrix');
-  const g: Grid = {
-    dims: nums('DimSize') as Vec3,
-    spacingMm: nums('ElementSpacing') as Vec3,
-    originMm: nums('Offset') as Vec3,
-    direction: [m.slice(0, 3) as Vec3, m.slice(3, 6) as Vec3, m.slice(6, 9) as Vec3],
-  };
-  expect(data.length).toBe(voxelCount(g));
-  return { grid: g, data };
-}
-
-/** Nearest-voxel resampling of `m` onto `g` (identity when plastimatch used the CT grid). */
-function resample(m: Mask, g: Grid): Uint8Array {
-  const out = new Uint8Array(voxelCount(g));
-  const [nx, ny, nz] = g.dims;
-  const [mx, my, mz] = m.grid.dims;
-  for (let k = 0; k < nz; k++) {
-    for (let j = 0; j < ny; j++) {
-      for (let i = 0; i < nx; i++) {
-        const [a, b, c] = patientToVoxel(m.grid, voxelToPatient(g, i, j, k)).map(Math.round);
-        if (a >= 0 && b >= 0 && c >= 0 && a < mx && b < my && c < mz) out[i + j * nx + k * nx * ny] = m.data[a + b * mx + c * mx * my] ? 1 : 0;
-      }
-    }
-  }
-  return out;
-}
-
 function count(a: Uint8Array): number {
   return a.reduce((n, v) => n + v, 0);
 }
@@ -226,13 +183,13 @@ describe('RT Structure Set writer', () => {
     const args = ['convert', '--input', rsPath, '--referenced-ct', ctDir, '--output-prefix', outDir, '--prefix-format', 'mha', '--xor-contours'];
     const log = await run('plastimatch', args);
     for (const roi of input.rois) {
-      const theirs = resample(readMha(await readFile(join(outDir, `${roi.name}.mha`)).catch(() => { throw new Error(log); })), grid);
+      const theirs = resampleToGrid(readMha(await readFile(join(outDir, `${roi.name}.mha`)).catch(() => { throw new Error(log); })), grid);
       const ours = rasterise(roi, grid).data;
       const d = dice(ours, theirs);
       console.log(`${roi.name}: reference ${count(ours)} voxels, plastimatch ${count(theirs)}, Dice ${d.toFixed(4)}`);
       expect(d).toBeGreaterThanOrEqual(0.95);
     }
-    const square = resample(readMha(await readFile(join(outDir, 'HOLED_SQUARE.mha'))), grid);
+    const square = resampleToGrid(readMha(await readFile(join(outDir, 'HOLED_SQUARE.mha'))), grid);
     const hole = holeVoxels(square);
     expect(hole.total).toBe(SQUARE_SLICES.length * 8 * 8);
     expect(hole.filled).toBe(0);

@@ -30,7 +30,12 @@ if (endianness() !== 'LE') throw new Error('ct-series-reader assumes a little-en
 const NATIVE_SYNTAXES = new Set<string>([TS.ImplicitVRLittleEndian, TS.ExplicitVRLittleEndian]);
 const NATIVE_UNSUPPORTED = new Set<string>([TS.ExplicitVRBigEndian, TS.DeflatedExplicitVRLittleEndian]);
 
-export async function readCtSeries(files: string[]): Promise<Volume<Int16Array>> {
+/** A CT volume plus the SOP Instance UID of each slice k (what an RTSTRUCT's contours reference). */
+export interface CtSeries extends Volume<Int16Array> {
+  sliceSopInstanceUids: string[];
+}
+
+export async function readCtSeries(files: string[]): Promise<CtSeries> {
   if (files.length === 0) throw new CtSeriesError('CT series has no files');
   const headers: CtSliceHeader[] = [];
   let data: Int16Array | undefined;
@@ -52,7 +57,7 @@ export async function readCtSeries(files: string[]): Promise<Volume<Int16Array>>
   }
   const { grid, order } = planCtVolume(headers);
   permuteSlices(data!, grid.dims[0] * grid.dims[1], order);
-  return { grid, data: data! };
+  return { grid, data: data!, sliceSopInstanceUids: order.map((i) => headers[i].sopInstanceUid) };
 }
 
 async function readSlice(file: string): Promise<{ slice: CtSliceInput; seriesInstanceUid: string }> {

@@ -63,7 +63,7 @@ export class RtNode {
     const outputDir = path.join(this.dataDir, 'output');
     this.jobs = new JobRunner(
       this.index,
-      { [STUDY_JOB]: studyJobStage({ index: this.index, outputDir, destinations: node.destinations, forward: node.forward, outbound: this.outbound }) },
+      { [STUDY_JOB]: studyJobStage({ index: this.index, outputDir, destinations: node.destinations, forward: node.forward, engine: this.config.segmentation.engine, outbound: this.outbound }) },
       node.max_concurrent_jobs,
       this.log.child({ component: 'jobs' }),
     );

@@ -9,6 +9,11 @@
  * grows with +x, row index grows with +y (the HFS display orientation). The anatomy is scaled
  * to the scanned volume so that any grid, however small, shows a whole thorax; a ~500 mm field
  * of view and ~300 mm scan length give adult proportions.
+ *
+ * Besides the ellipsoids there are airways (trachea from the top of the volume splitting at the
+ * carina into two main bronchi that run into the lungs) and a couch under the supine patient (a
+ * carbon-fibre/foam sandwich across the whole scan length, a small air gap below the body), so that
+ * segmentation must tell the body from the couch and the lungs from the airways.
  */
 
 export interface PhantomSpec {
@@ -21,6 +26,10 @@ export interface PhantomSpec {
   sliceThicknessMm: number;
   /** Noise seed; the same spec and seed always give identical pixels. */
   seed?: number;
+  /** Paint the trachea and main bronchi (default true). */
+  airways?: boolean;
+  /** Paint the couch under the patient (default true). */
+  couch?: boolean;
 }
 
 export interface PhantomSlice {
@@ -42,6 +51,23 @@ export interface Ellipsoid {
   radiiMm: Vec3;
 }
 
+/** All points within `radiusMm` of the segment from `fromMm` to `toMm` (a capsule), in patient mm. */
+export interface Tube {
+  name: string;
+  hu: number;
+  fromMm: Vec3;
+  toMm: Vec3;
+  radiusMm: number;
+}
+
+/** A box spanning the whole scan length: x and y ranges in patient mm (inclusive). */
+export interface Slab {
+  name: string;
+  hu: number;
+  xMm: [number, number];
+  yMm: [number, number];
+}
+
 export const AIR_HU = -1000;
 
 /** Noise is triangular in [-NOISE_AMPLITUDE_HU, +NOISE_AMPLITUDE_HU] (sd ~8 HU, like a low-dose scan). */
@@ -59,6 +85,47 @@ const NORMALISED_ANATOMY: readonly { name: string; hu: number; centre: Vec3; rad
   { name: 'heart', hu: 50, centre: [0.08, -0.12, -0.25], radii: [0.2, 0.2, 0.5] },
   { name: 'spine', hu: 700, centre: [0, 0.38, 0], radii: [0.07, 0.08, 10] },
 ];
+
+/** Airway centrelines in units of the half-extents; radius in units of the smaller in-plane half-extent.
+ *  The carina lies in the mediastinum between the lungs, above the heart; the right main bronchus is
+ *  wider and steeper than the left, as in adults. */
+const NORMALISED_AIRWAYS: readonly { name: string; from: Vec3; to: Vec3; radius: number }[] = [
+  { name: 'trachea', from: [0, 0.08, 1.2], to: [0, 0.08, 0.4], radius: 0.04 },
+  { name: 'bronchus_right', from: [0, 0.08, 0.4], to: [-0.2, 0.06, 0.22], radius: 0.03 },
+  { name: 'bronchus_left', from: [0, 0.08, 0.4], to: [0.22, 0.06, 0.26], radius: 0.027 },
+];
+
+const COUCH_SHELL_HU = 500;
+const COUCH_FOAM_HU = -900;
+
+/** The trachea and main bronchi in patient mm (empty if `spec.airways === false`). They are painted over
+ *  the soft tissue and under the lungs, so each bronchus stops at the lung surface. */
+export function thoraxAirways(spec: PhantomSpec): Tube[] {
+  if (spec.airways === false) return [];
+  const half = halfExtentsMm(spec);
+  const scale = Math.min(half[0], half[1]);
+  const mm = (v: Vec3): Vec3 => [v[0] * half[0], v[1] * half[1], v[2] * half[2]];
+  return NORMALISED_AIRWAYS.map((a) => ({ name: a.name, hu: AIR_HU, fromMm: mm(a.from), toMm: mm(a.to), radiusMm: a.radius * scale }));
+}
+
+/** The couch in patient mm (empty if `spec.couch === false`): shell, foam core, shell, starting a small air
+ *  gap posterior to the body. Thicknesses are at least one row so that every grid shows each layer. */
+export function thoraxCouch(spec: PhantomSpec): Slab[] {
+  if (spec.couch === false) return [];
+  const half = halfExtentsMm(spec);
+  const body = NORMALISED_ANATOMY[0];
+  const rowSpacing = spec.pixelSpacingMm[0];
+  const xMm: [number, number] = [-0.92 * half[0], 0.92 * half[0]];
+  const gap = Math.max(0.03 * half[1], 1.5 * rowSpacing);
+  const shell = Math.max(0.02 * half[1], 1.1 * rowSpacing);
+  const foam = Math.max(0.1 * half[1], 2 * rowSpacing);
+  const top = (body.centre[1] + body.radii[1]) * half[1] + gap;
+  return [
+    { name: 'couch_top', hu: COUCH_SHELL_HU, xMm, yMm: [top, top + shell] },
+    { name: 'couch_foam', hu: COUCH_FOAM_HU, xMm, yMm: [top + shell, top + shell + foam] },
+    { name: 'couch_bottom', hu: COUCH_SHELL_HU, xMm, yMm: [top + shell + foam, top + 2 * shell + foam] },
+  ];
+}
 
 /** The phantom's structures in patient mm for this spec, in painting order; tests use it as ground truth. */
 export function thoraxAnatomy(spec: PhantomSpec): Ellipsoid[] {
@@ -85,11 +152,17 @@ function sliceZMm(spec: PhantomSpec, index: number): number {
 export function* thoraxSlices(spec: PhantomSpec): Generator<PhantomSlice> {
   validate(spec);
   const anatomy = thoraxAnatomy(spec);
+  const airways = thoraxAirways(spec);
+  const couch = thoraxCouch(spec);
   for (let index = 0; index < spec.slices; index++) {
     const zMm = sliceZMm(spec, index);
     const hu = new Int16Array(spec.rows * spec.columns);
     hu.fill(AIR_HU);
-    for (const structure of anatomy) paintSection(hu, spec, structure, zMm);
+    for (const slab of couch) paintSlab(hu, spec, slab);
+    for (const structure of anatomy) {
+      paintSection(hu, spec, structure, zMm);
+      if (structure.name === AIRWAYS_PAINTED_AFTER) for (const tube of airways) paintTubeSection(hu, spec, tube, zMm);
+    }
     addNoise(hu, sliceSeed(spec.seed ?? DEFAULT_SEED, index));
     yield { index, zMm, hu };
   }
@@ -113,6 +186,49 @@ function halfExtentsMm(spec: PhantomSpec): Vec3 {
     (spec.rows * rowSpacing) / 2,
     (spec.slices * spec.sliceThicknessMm) / 2,
   ];
+}
+
+/** Airways go over the chest wall tissue and under everything after it (lungs, heart, spine). */
+const AIRWAYS_PAINTED_AFTER = 'soft_tissue';
+
+/** Pixel range [first, last] whose centres lie in [lo, hi] along an axis with `count` samples from `start`. */
+function pixelRange(lo: number, hi: number, start: number, spacing: number, count: number): [number, number] {
+  return [Math.max(0, Math.ceil((lo - start) / spacing)), Math.min(count - 1, Math.floor((hi - start) / spacing))];
+}
+
+function paintSlab(hu: Int16Array, spec: PhantomSpec, slab: Slab): void {
+  const [rowSpacing, colSpacing] = spec.pixelSpacingMm;
+  const [x0, y0] = gridOriginMm(spec);
+  const [firstCol, lastCol] = pixelRange(slab.xMm[0], slab.xMm[1], x0, colSpacing, spec.columns);
+  const [firstRow, lastRow] = pixelRange(slab.yMm[0], slab.yMm[1], y0, rowSpacing, spec.rows);
+  if (firstCol > lastCol) return;
+  for (let row = firstRow; row <= lastRow; row++) hu.fill(slab.hu, row * spec.columns + firstCol, row * spec.columns + lastCol + 1);
+}
+
+/** Paints the pixels of plane z within the tube's radius of its segment; only the tube's bounding box is visited. */
+function paintTubeSection(hu: Int16Array, spec: PhantomSpec, t: Tube, zMm: number): void {
+  const r = t.radiusMm;
+  if (zMm < Math.min(t.fromMm[2], t.toMm[2]) - r || zMm > Math.max(t.fromMm[2], t.toMm[2]) + r) return;
+  const [rowSpacing, colSpacing] = spec.pixelSpacingMm;
+  const [x0, y0] = gridOriginMm(spec);
+  const [firstCol, lastCol] = pixelRange(Math.min(t.fromMm[0], t.toMm[0]) - r, Math.max(t.fromMm[0], t.toMm[0]) + r, x0, colSpacing, spec.columns);
+  const [firstRow, lastRow] = pixelRange(Math.min(t.fromMm[1], t.toMm[1]) - r, Math.max(t.fromMm[1], t.toMm[1]) + r, y0, rowSpacing, spec.rows);
+  for (let row = firstRow; row <= lastRow; row++) {
+    const y = y0 + row * rowSpacing;
+    for (let col = firstCol; col <= lastCol; col++) {
+      if (distanceToSegmentSq([x0 + col * colSpacing, y, zMm], t.fromMm, t.toMm) <= r * r) hu[row * spec.columns + col] = t.hu;
+    }
+  }
+}
+
+/** Squared distance from p to the segment a-b. */
+export function distanceToSegmentSq(p: Vec3, a: Vec3, b: Vec3): number {
+  const ab: Vec3 = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+  const ap: Vec3 = [p[0] - a[0], p[1] - a[1], p[2] - a[2]];
+  const len2 = ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2];
+  const t = len2 === 0 ? 0 : Math.max(0, Math.min(1, (ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / len2));
+  const d: Vec3 = [ap[0] - t * ab[0], ap[1] - t * ab[1], ap[2] - t * ab[2]];
+  return d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
 }
 
 /** Fills the ellipse where `e` cuts plane z, one horizontal span per row: this keeps the per-pixel
