@@ -7,6 +7,7 @@ import { parseDestination, formatDestination } from './config/destination.js';
 import { createLogger } from './log.js';
 import { RtNode } from './node/node.js';
 import { sendFiles, isStoredStatus } from './dicom/scu.js';
+import { runDemo } from './demo.js';
 
 const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
 
@@ -15,6 +16,7 @@ const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
                       [--watch DIR]... [--max-workers N] [--seg-workers N] [--bind ADDR]
   rtpipeline send     --destination AE@HOST:PORT [--aet AE] FILES_OR_DIRS...
   rtpipeline validate --config FILE
+  rtpipeline demo     [--data-dir DIR] [--slices N] [--size N]   (a node + a synthetic thorax CT, end to end)
 
 Flags beat environment variables (RTPIPELINE_<KEY>), which beat the config file, which beats the
 built-in defaults. Exit codes: 0 success, 1 some work failed, 2 bad usage or config.`;
@@ -138,6 +140,19 @@ async function send(args: string[]): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
+async function demo(args: string[]): Promise<number> {
+  const { values } = parse(args, { 'data-dir': { type: 'string' }, slices: { type: 'string' }, size: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+  if (values.help) return help();
+  const log = createLogger({ level: process.env.RTPIPELINE_LOG_LEVEL ?? 'warn' });
+  const num = (v: unknown, name: string) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 2) throw new UsageError(`--${name} must be an integer >= 2`);
+    return n;
+  };
+  return runDemo({ dataDir: values['data-dir'] as string | undefined, slices: num(values.slices, 'slices'), size: num(values.size, 'size'), log, out: (l) => process.stdout.write(l + '\n') });
+}
+
 function help(): number {
   process.stdout.write(USAGE + '\n');
   return 0;
@@ -158,9 +173,10 @@ export async function main(argv: string[]): Promise<number> {
       case '--help':
       case '-h':
         return help();
+      case 'demo':
+        return await demo(rest);
       case 'run':
       case 'radiomics':
-      case 'demo':
       case 'doctor':
         throw new UsageError(`"${cmd}" is not available in this version yet`);
       default:
