@@ -1,23 +1,41 @@
 /**
- * Benchmark entry point (`npm run bench`): runs every bench (currently only ingest) and prints one
- * final `BENCH_RESULT {...}` JSON line. Exits non-zero only on errors; a missed target is reported
+ * Benchmark entry point (`npm run bench`): runs every bench (ingest, then segment) and prints one
+ * final `BENCH_RESULT {"ingest": {...}, "segment": {...}}` JSON line. BENCH_ONLY=ingest or
+ * BENCH_ONLY=segment runs just that one. Exits non-zero only on errors; a missed target is reported
  * as MISS in the output, not as a failure.
  */
-import { abortIngestBench, ingestBench } from './ingest.js';
+import { abortIngestBench, ingestBench, type IngestResult } from './ingest.js';
+import { abortSegmentBench, segmentBench, type SegmentResult } from './segment.js';
 
-// On Ctrl-C / SIGTERM still stop the children and delete the temp folder before exiting.
+const BENCHES = ['ingest', 'segment'] as const;
+type BenchName = (typeof BENCHES)[number];
+
+// On Ctrl-C / SIGTERM still stop the children and delete the temp folders before exiting.
 let aborting = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     aborting = true;
     console.error(`\n${signal}: stopping children and removing the temp folder`);
-    void abortIngestBench().finally(() => process.exit(130));
+    void Promise.allSettled([abortIngestBench(), abortSegmentBench()]).finally(() => process.exit(130));
   });
 }
 
+function selected(): BenchName[] {
+  const only = process.env.BENCH_ONLY?.trim();
+  if (!only) return [...BENCHES];
+  if (!(BENCHES as readonly string[]).includes(only)) throw new Error(`BENCH_ONLY must be one of ${BENCHES.join(', ')}, got "${only}"`);
+  return [only as BenchName];
+}
+
 async function main(): Promise<void> {
-  const ingest = await ingestBench();
-  console.log(`\nBENCH_RESULT ${JSON.stringify(ingest)}`);
+  const benches = selected();
+  const result: { ingest?: IngestResult; segment?: SegmentResult } = {};
+  if (benches.includes('ingest')) result.ingest = await ingestBench();
+  if (benches.includes('segment')) {
+    if (result.ingest) console.log('');
+    result.segment = await segmentBench();
+  }
+  console.log(`\nBENCH_RESULT ${JSON.stringify(result)}`);
 }
 
 main().then(
