@@ -84,8 +84,7 @@ export function studyJobStage(deps: StudyJobDeps): StageFn {
       instances: instances.length,
       bytes: instances.reduce((a, i) => a + i.size, 0),
     };
-    await writeFileAtomic(path.join(dir, 'case_metadata.json'), JSON.stringify(metadata, null, 2));
-    const manifest = path.join(dir, 'study_manifest.json');
+    const manifest = path.join(dir, 'case_metadata.json');
     await writeFileAtomic(manifest, JSON.stringify(metadata, null, 2));
     const queued: number[] = [];
     if (deps.forward) {
@@ -118,7 +117,7 @@ export function studyJobStage(deps: StudyJobDeps): StageFn {
       for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, [result.rsAuto], `job:${job.id}:rs_auto`));
       segmentation = result;
       metadata.segmentation = { engine: 'builtin', rsAuto: result.rsAuto, sopInstanceUid: result.sopInstanceUid, rois: result.rois };
-      await writeFileAtomic(path.join(dir, 'case_metadata.json'), JSON.stringify(metadata, null, 2));
+      await writeFileAtomic(manifest, JSON.stringify(metadata, null, 2));
     }
     return { courseDir: dir, manifest, series: series.length, instances: instances.length, segmentation, outbound: queued };
   };
