@@ -1,7 +1,7 @@
 // The node receiving from real DCMTK peers: C-ECHO, C-STORE in every accepted syntax, durable
 // files that are byte-identical to what was sent, access control, bad input, concurrency, HTTP.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { readFileSync, readdirSync, writeFileSync, existsSync, mkdirSync, copyFileSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, copyFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startNode, tempDir, type NodeHandle } from './helpers/node.js';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMha, resampleToGrid } from './helpers/mha.js';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 import { SOP_CLASS } from '../src/dicom/sop-classes.js';
-import { dice, patientToVoxel, voxelCount, voxelToPatient, type Grid, type Mask, type Vec3 } from '../src/geometry/types.js';
+import { dice, patientToVoxel, voxelCount, voxelToPatient, type Grid, type Mask } from '../src/geometry/types.js';
 import { gridOriginMm, thoraxSlices, type PhantomSpec } from '../src/phantom/thorax.js';
 import { buildRtStruct, formatDs, readRtStruct, type RtStructCtSlice, type RtStructInput, type RtStructRoiInput } from '../src/rt/rtstruct.js';
 

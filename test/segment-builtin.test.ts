@@ -1,13 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { dice, type Grid, type Mask, type Vec3, type Volume } from '../src/geometry/types.js';
 import {
-  distanceToSegmentSq,
   gridOriginMm,
-  thoraxAirways,
   thoraxAnatomy,
   thoraxCouch,
   thoraxSlices,
-  type Ellipsoid,
   type PhantomSpec,
 } from '../src/phantom/thorax.js';
 import { segmentBuiltin, type BuiltinStructure } from '../src/segment/builtin.js';

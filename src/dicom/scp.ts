@@ -202,7 +202,7 @@ export class DicomServer {
   /** Builds the Scp subclass bound to this server's dependencies. */
   private scpClass() {
     const server = this;
-    const { config, store, log, metrics, activity } = this.deps;
+    const { config, store, metrics, activity } = this.deps;
     return class NodeScp extends Scp {
       declare state: AssociationState;
 
