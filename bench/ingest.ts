@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
+import { median, positiveIntEnv } from './stats.js';
 
 const LOOPBACK = '127.0.0.1';
 const NODE_AET = 'RTPIPELINE';
@@ -203,20 +204,6 @@ async function durabilityFloor(srcDir: string, destDir: string): Promise<number>
   const seconds = (performance.now() - t0) / 1000;
   rmSync(destDir, { recursive: true, force: true });
   return seconds;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function positiveIntEnv(name: string, dflt: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`);
-  return n;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
+import { median, positiveIntEnv } from './stats.js';
 import type { AutoSegmentInput, AutoSegmentResult } from '../src/pipeline/auto-segment.js';
 
 const SLICES = 200;
@@ -148,20 +149,6 @@ function baseEnv(): NodeJS.ProcessEnv {
 // Small helpers
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function positiveIntEnv(name: string, dflt: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`);
-  return n;
-}
 
 function vmHwmKb(pid: number): number | undefined {
   try {
