@@ -7,7 +7,6 @@ import { parseDestination, formatDestination } from './config/destination.js';
 import { createLogger } from './log.js';
 import { RtNode } from './node/node.js';
 import { sendFiles, isStoredStatus } from './dicom/scu.js';
-import { runDemo } from './demo.js';
 
 const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
 
@@ -150,6 +149,8 @@ async function demo(args: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < 2) throw new UsageError(`--${name} must be an integer >= 2`);
     return n;
   };
+  // Loaded on demand: the phantom writer and dcmjs are not needed by a running node.
+  const { runDemo } = await import('./demo.js');
   return runDemo({ dataDir: values['data-dir'] as string | undefined, slices: num(values.slices, 'slices'), size: num(values.size, 'size'), log, out: (l) => process.stdout.write(l + '\n') });
 }
 
