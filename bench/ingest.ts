@@ -12,7 +12,6 @@
  * Everything lives in one temp folder that is deleted at the end, also on failure, and every child
  * process is stopped (see `Children`).
  */
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
@@ -22,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 import { median, positiveIntEnv } from './stats.js';
+import { baseEnv, Children, isRunning, sleep, type Child } from './children.js';
 
 const LOOPBACK = '127.0.0.1';
 const NODE_AET = 'RTPIPELINE';
@@ -56,73 +56,12 @@ export interface IngestResult {
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
-/** A spawned child with its output kept (last 64 kB) for error messages. */
-interface Child {
-  name: string;
-  proc: ChildProcess;
-  exited: Promise<number | null>;
-  output(): string;
-}
-
-/** Every child this bench starts, so that they can all be stopped at the end or on a signal. */
-class Children {
-  private readonly live = new Set<Child>();
-
-  spawn(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv): Child {
-    const opts: SpawnOptions = { env, stdio: ['ignore', 'pipe', 'pipe'] };
-    const proc = spawn(cmd, args, opts);
-    let out = '';
-    const append = (d: Buffer) => {
-      out = (out + d.toString()).slice(-64_000);
-    };
-    // Always drain the pipes: a full pipe would stall a child that logs.
-    proc.stdout!.on('data', append);
-    proc.stderr!.on('data', append);
-    const exited = new Promise<number | null>((resolve) => {
-      proc.once('error', (e) => {
-        append(Buffer.from(`\n[${name}: ${e.message}]`));
-        if (proc.pid === undefined) resolve(null); // could not be spawned: no 'close' will follow
-      });
-      proc.once('close', (code) => resolve(code));
-    });
-    const child: Child = { name, proc, exited, output: () => out };
-    this.live.add(child);
-    void exited.then(() => this.live.delete(child));
-    return child;
-  }
-
-  /** SIGTERM, wait up to graceMs for the exit, then SIGKILL. Returns false if SIGKILL was needed. */
-  async stop(child: Child, graceMs = 15_000): Promise<boolean> {
-    if (!isRunning(child)) return true;
-    child.proc.kill('SIGTERM');
-    const timer = new Promise<'timeout'>((r) => setTimeout(r, graceMs, 'timeout').unref());
-    if ((await Promise.race([child.exited, timer])) !== 'timeout') return true;
-    child.proc.kill('SIGKILL');
-    await child.exited;
-    return false;
-  }
-
-  async stopAll(): Promise<void> {
-    await Promise.all([...this.live].map((c) => this.stop(c)));
-  }
-}
-
-const isRunning = (c: Child) => c.proc.pid !== undefined && c.proc.exitCode === null && c.proc.signalCode === null;
-
-/** The environment of every child: the bench's, minus anything that would configure the node. */
-function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RTPIPELINE_')) env[k] = v;
-  return { ...env, ...extra };
-}
-
 // DCMTK reads TCP_NODELAY from the environment; without it small PDUs hit Nagle delays.
 const DCMTK_ENV = () => baseEnv({ TCP_NODELAY: '1' });
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A port that was free on 127.0.0.1 a moment ago (bind to 0; the tiny race is accepted). */
 function freePort(): Promise<number> {
@@ -248,7 +187,7 @@ async function timedStorescu(children: Children, to: Receiver, srcDir: string, e
   const t0 = process.hrtime.bigint();
   const scu = children.spawn('storescu', 'storescu', args, DCMTK_ENV());
   const timeout = setTimeout(() => scu.proc.kill('SIGKILL'), 10 * 60_000);
-  const code = await scu.exited;
+  const { code } = await scu.exited;
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   clearTimeout(timeout);
   if (code !== 0) throw new Error(`storescu -> ${to.name} exited with ${code ?? scu.proc.signalCode}:\n${scu.output()}\n--- ${to.name} output:\n${to.child.output()}`);

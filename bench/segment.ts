@@ -12,7 +12,6 @@
  * are reported against the targets. Everything lives in one temp folder that is deleted at the end, also
  * on failure, and every child (each in a process group of its own) is stopped.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 import { median, positiveIntEnv } from './stats.js';
+import { baseEnv, Children, isRunning, sleep, type Child } from './children.js';
 import type { AutoSegmentInput, AutoSegmentResult } from '../src/pipeline/auto-segment.js';
 
 const SLICES = 200;
@@ -64,91 +64,9 @@ export interface SegmentResult {
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
-/** A spawned child with its output kept (last 64 kB) for error messages and its wall time. */
-interface Child {
-  name: string;
-  proc: ChildProcess;
-  /** Resolves on exit with the exit code and the wall time since spawn, in seconds. */
-  exited: Promise<{ code: number | null; seconds: number }>;
-  stdout(): string;
-  output(): string;
-}
-
-/**
- * Every child this bench starts. Each one leads a process group of its own (detached), so that stopping
- * it also stops what it started (/usr/bin/time's child), and a terminal's Ctrl-C reaches only the bench.
- */
-class Children {
-  private readonly live = new Set<Child>();
-
-  spawn(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv): Child {
-    const t0 = process.hrtime.bigint();
-    const proc = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let out = '';
-    let stdout = '';
-    const append = (d: Buffer) => {
-      out = (out + d.toString()).slice(-64_000);
-    };
-    // Always drain the pipes: a full pipe would stall a child that logs.
-    proc.stdout!.on('data', (d: Buffer) => {
-      stdout = (stdout + d.toString()).slice(-1_000_000);
-      append(d);
-    });
-    proc.stderr!.on('data', append);
-    const exited = new Promise<{ code: number | null; seconds: number }>((resolve) => {
-      let seconds = 0;
-      proc.once('error', (e) => {
-        append(Buffer.from(`\n[${name}: ${e.message}]`));
-        if (proc.pid === undefined) resolve({ code: null, seconds }); // never spawned: no 'close' follows
-      });
-      // 'exit' is the process's end (timed); 'close' follows once its pipes are drained.
-      proc.once('exit', () => {
-        seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      });
-      proc.once('close', (code) => resolve({ code, seconds }));
-    });
-    const child: Child = { name, proc, exited, stdout: () => stdout, output: () => out };
-    this.live.add(child);
-    void exited.then(() => this.live.delete(child));
-    return child;
-  }
-
-  /** SIGTERM to the child's process group, wait up to graceMs, then SIGKILL. */
-  async stop(child: Child, graceMs = 5_000): Promise<void> {
-    if (!isRunning(child)) return;
-    signalGroup(child, 'SIGTERM');
-    const timer = new Promise<'timeout'>((r) => setTimeout(r, graceMs, 'timeout').unref());
-    if ((await Promise.race([child.exited, timer])) !== 'timeout') return;
-    signalGroup(child, 'SIGKILL');
-    await child.exited;
-  }
-
-  async stopAll(): Promise<void> {
-    await Promise.all([...this.live].map((c) => this.stop(c)));
-  }
-}
-
-const isRunning = (c: Child) => c.proc.pid !== undefined && c.proc.exitCode === null && c.proc.signalCode === null;
-
-function signalGroup(c: Child, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-c.proc.pid!, signal); // the group this child leads (spawned detached)
-  } catch {
-    c.proc.kill(signal); // group already gone: at least the child itself
-  }
-}
-
-/** The environment of every child: the bench's, minus anything that would configure the node. */
-function baseEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RTPIPELINE_')) env[k] = v;
-  return env;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function vmHwmKb(pid: number): number | undefined {
   try {
