@@ -77,8 +77,11 @@ export class DicomServer {
   private readonly states = new Set<AssociationState>();
   private accepting = true;
   private seq = 0;
+  /** The Scp subclass bound to this server, built once (not per connection). */
+  private readonly ScpClass: ReturnType<DicomServer['scpClass']>;
 
   constructor(private readonly deps: DicomServerDeps) {
+    this.ScpClass = this.scpClass();
     Implementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);
     Implementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
     Implementation.setMaxPduLength(deps.config.max_pdu_length);
@@ -166,15 +169,14 @@ export class DicomServer {
       }
     });
 
-    const scp = new (this.scpClass())(socket, {
+    const scp = new this.ScpClass(socket, {
       connectTimeout: config.idle_timeout_seconds * 1000,
       associationTimeout: config.association_timeout_seconds * 1000,
       pduTimeout: config.idle_timeout_seconds * 1000,
     });
-    (scp as unknown as { connected: boolean; connectedTime: number }).connected = true;
-    // The library never sets this on the server side, which disables its association timeout.
-    (scp as unknown as { connectedTime: number }).connectedTime = Date.now();
-    (scp as unknown as { state: AssociationState }).state = state;
+    // The library's own Server sets `connected` but never `connectedTime`, which disables its
+    // association timeout; we set both.
+    Object.assign(scp, { connected: true, connectedTime: Date.now(), state });
     scp.on('networkError', (e: Error) => {
       state.log.warn({ err: e.message }, 'association network error');
       // destroy, not end: a dead or hung peer would otherwise keep its association slot.
