@@ -61,10 +61,12 @@ async function serve(args: string[]): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutdown requested');
+    // Stages get shutdown_grace_seconds, then are killed; this is the backstop behind that.
+    const hardMs = (config.node.shutdown_grace_seconds + 15) * 1000;
     const hard = setTimeout(() => {
-      log.error('graceful stop took longer than 10 s: exiting');
+      log.error(`graceful stop took longer than ${hardMs / 1000} s: exiting`);
       process.exit(1);
-    }, 10_000);
+    }, hardMs);
     hard.unref();
     void node.stop(8000).then(
       () => process.exit(0),

@@ -4,7 +4,7 @@ import { readHeader, readPart10Meta, NeedMoreBytes, HeaderError } from '../src/d
 import { part10Header } from '../src/dicom/part10.js';
 import { PduGuard } from '../src/dicom/pdu-guard.js';
 import { backoffSeconds } from '../src/node/outbound.js';
-import { sanitizeId } from '../src/node/stages.js';
+import { sanitizeId } from '../src/pipeline/course.js';
 
 const dcmjs = createRequire(import.meta.url)('dcmjs');
 

@@ -66,6 +66,8 @@ export const nodeSchema = z
     retry_max_age_hours: z.number().positive().default(168),
     /** Concurrent pipeline jobs run by the daemon. */
     max_concurrent_jobs: positiveInt.default(1),
+    /** On SIGTERM/SIGINT: how long running stages get to stop before their workers and tools are killed. */
+    shutdown_grace_seconds: z.number().nonnegative().default(20),
   })
   .strict();
 
@@ -120,6 +122,8 @@ export const configSchema = z
     logs_dir: z.string().default('./Logs'),
     max_workers: positiveInt.nullable().default(null),
     seg_workers: positiveInt.nullable().default(null),
+    /** "Still processing <stage> for <patient>/<course> (<elapsed>)" every so many seconds. */
+    heartbeat_seconds: z.number().positive().default(60),
     segmentation: segmentationSchema.prefault({}),
     custom_structures: z.string().nullable().default(null),
     radiomics: radiomicsSchema.prefault({}),

@@ -11,7 +11,9 @@ import { DicomServer, StudyActivity } from '../dicom/scp.js';
 import { OutboundQueue } from './outbound.js';
 import { JobRunner } from './job-runner.js';
 import { StudyCompletion } from './study-completion.js';
-import { studyJobStage } from './stages.js';
+import { studyJob } from './study-job.js';
+import { StagePool } from '../pipeline/stage-pool.js';
+import { availableParallelism } from 'node:os';
 import { createHttpServer, type Route } from '../http/server.js';
 
 export const STUDY_JOB = 'study';
@@ -25,6 +27,7 @@ export class RtNode {
   dicom!: DicomServer;
   outbound!: OutboundQueue;
   jobs!: JobRunner;
+  pool!: StagePool;
   completion!: StudyCompletion;
   private http: http.Server | undefined;
   private stopping = false;
@@ -61,9 +64,27 @@ export class RtNode {
       this.metrics,
     );
     const outputDir = path.join(this.dataDir, 'output');
+    const maxWorkers = this.config.max_workers ?? Math.max(1, availableParallelism() - 1);
+    this.pool = new StagePool({
+      maxWorkers,
+      segWorkers: Math.min(maxWorkers, this.config.seg_workers ?? 1),
+      graceMs: node.shutdown_grace_seconds * 1000,
+      log: this.log.child({ component: 'stages' }),
+    });
     this.jobs = new JobRunner(
       this.index,
-      { [STUDY_JOB]: studyJobStage({ index: this.index, outputDir, destinations: node.destinations, forward: node.forward, engine: this.config.segmentation.engine, outbound: this.outbound }) },
+      {
+        [STUDY_JOB]: studyJob({
+          index: this.index,
+          pool: this.pool,
+          outputDir,
+          destinations: node.destinations,
+          forward: node.forward,
+          engine: this.config.segmentation.engine,
+          outbound: this.outbound,
+          heartbeatSeconds: this.config.heartbeat_seconds,
+        }),
+      },
       node.max_concurrent_jobs,
       this.log.child({ component: 'jobs' }),
     );
@@ -125,7 +146,7 @@ export class RtNode {
           return job ? { status: 200, body: jobView(job) } : { status: 404, body: { error: `no job ${p.id}` } };
         } },
       { method: 'POST', path: '/api/jobs/:id/cancel', handler: (_r, p) =>
-          this.index.cancelJob(Number(p.id), Date.now()) ? { status: 200, body: { cancelled: true } } : { status: 409, body: { error: `job ${p.id} is not queued (only queued jobs can be cancelled in this version)` } } },
+          this.jobs.cancel(Number(p.id)) ? { status: 200, body: { cancelled: true } } : { status: 409, body: { error: `job ${p.id} is neither queued nor running` } } },
       { method: 'GET', path: '/api/outbound', handler: () => ({ status: 200, body: this.index.listOutbound().map((o) => ({ ...o, files: JSON.parse(o.files).length })) }) },
     ];
   }
@@ -144,15 +165,18 @@ export class RtNode {
     ]);
   }
 
-  /** Graceful stop: no new associations, stores in flight answered, index flushed and marked clean. */
+  /**
+   * Graceful stop: no new associations, stores in flight answered; running stages get the grace
+   * period, then their workers and tools are killed and their jobs go back to the queue; the index
+   * is flushed and marked clean.
+   */
   async stop(graceMs = 8000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.log.info('stopping: refusing new associations, finishing stores in flight');
+    this.log.info('stopping: refusing new associations, finishing stores in flight, stopping running stages');
     this.completion?.stop();
-    this.jobs?.stop();
     this.outbound?.stop();
-    await this.dicom?.close(graceMs);
+    await Promise.all([this.dicom?.close(graceMs), this.jobs?.stop(), this.pool?.stop()]);
     const httpClosed = new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
     this.http?.closeAllConnections();
     await httpClosed;

@@ -273,6 +273,11 @@ export class IndexDb {
     return this.db.prepare(`UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'`).run().changes;
   }
 
+  /** A job interrupted by a graceful stop goes back to the queue, to resume at the next start. */
+  requeueJob(id: number): void {
+    this.db.prepare(`UPDATE jobs SET state = 'queued', started_at = NULL WHERE id = ? AND state = 'running'`).run(id);
+  }
+
   claimNextJob(now: number): JobRow | undefined {
     return this.db.transaction(() => {
       const job = this.db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1`).get();

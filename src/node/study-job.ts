@@ -1,0 +1,99 @@
+import type { IndexDb, JobRow } from '../store/index-db.js';
+import type { Destination } from '../config/schema.js';
+import { SOP_CLASS } from '../dicom/sop-classes.js';
+import type { OutboundQueue } from './outbound.js';
+import type { StageFn } from './job-runner.js';
+import type { StagePool } from '../pipeline/stage-pool.js';
+import { courseDirFor } from '../pipeline/course.js';
+import { runCourse, type PlannedStage } from '../pipeline/course-pipeline.js';
+import type { OrganizeInput } from '../pipeline/stages/organize.js';
+import type { SegmentationInput, SegmentationResult } from '../pipeline/stages/segmentation.js';
+
+export interface StudyJobDeps {
+  index: IndexDb;
+  pool: StagePool;
+  outputDir: string;
+  destinations: Destination[];
+  forward: boolean;
+  engine: 'builtin' | 'totalsegmentator' | 'none';
+  outbound: OutboundQueue;
+  heartbeatSeconds: number;
+}
+
+/**
+ * The daemon's study job: the course's stages (organize, segmentation) as worker-thread jobs, then
+ * RS_auto.dcm queued for every destination (and, in routing mode, the study forwarded). A job run
+ * again after a crash skips the stages already done and queues nothing twice.
+ */
+export function studyJob(deps: StudyJobDeps): StageFn {
+  return async (job: JobRow, log, signal) => {
+    const study = deps.index.getStudy(job.study_uid);
+    if (!study) throw new Error(`study ${job.study_uid} is not in the index`);
+    const series = deps.index.seriesOfStudy(job.study_uid);
+    const instances = deps.index.instancesOfStudy(job.study_uid);
+    const { dir, courseId } = await courseDirFor(deps.outputDir, study);
+    const label = `${study.patient_id}/${courseId}`;
+    const queued: number[] = [];
+    if (deps.forward) {
+      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, instances.map((i) => i.path), `job:${job.id}`));
+    }
+    const ctSeries = series
+      .filter((s) => s.modality === 'CT')
+      .map((s) => ({ s, files: instances.filter((i) => i.series_uid === s.series_uid && i.sop_class_uid === SOP_CLASS.CtImage) }))
+      .sort((a, b) => b.files.length - a.files.length)[0];
+    // What each stage's output depends on: the same study content and settings = nothing to redo.
+    const contentKey = `${study.study_uid}:g${job.generation}:${instances.length}`;
+    const stages: PlannedStage[] = [
+      {
+        stage: 'organize',
+        key: contentKey,
+        input: (): OrganizeInput => ({
+          courseDir: dir,
+          courseId,
+          metadata: {
+            patientId: study.patient_id,
+            patientName: study.patient_name,
+            studyInstanceUid: study.study_uid,
+            studyDate: study.study_date,
+            generation: job.generation,
+            callingAet: study.calling_aet,
+            series: series.map((s) => ({ seriesInstanceUid: s.series_uid, modality: s.modality, number: s.number, description: s.description, frameOfReferenceUid: s.frame_of_reference_uid, instances: s.instance_count })),
+            instances: instances.length,
+            bytes: instances.reduce((a, i) => a + i.size, 0),
+          },
+          instances: instances.map((i) => ({ path: i.path, modality: series.find((s) => s.series_uid === i.series_uid)?.modality ?? 'OT', sopInstanceUid: i.sop_uid })),
+        }),
+      },
+      {
+        stage: 'segmentation',
+        key: `${contentKey}:${deps.engine}`,
+        input: (): SegmentationInput => ({
+          engine: deps.engine,
+          ct: ctSeries && {
+            ctFiles: ctSeries.files.map((f) => f.path),
+            courseDir: dir,
+            study: {
+              studyInstanceUid: study.study_uid,
+              seriesInstanceUid: ctSeries.s.series_uid,
+              frameOfReferenceUid: ctSeries.s.frame_of_reference_uid ?? '',
+              patientId: study.patient_id,
+              patientName: study.patient_name,
+              studyDate: study.study_date,
+              studyTime: study.study_time,
+              accessionNumber: study.accession,
+            },
+            // Same study, generation and input series: same RTSTRUCT bytes and UIDs after a crash and re-run.
+            seed: `rtpipeline-builtin-v1:${study.study_uid}:${ctSeries.s.series_uid}:${job.generation}:${ctSeries.files.length}`,
+          },
+        }),
+      },
+    ];
+    const { outcomes, results } = await runCourse({ pool: deps.pool, courseDir: dir, label, stages, log, signal, heartbeatSeconds: deps.heartbeatSeconds });
+    const segmentation = results.segmentation as SegmentationResult;
+    if ('rsAuto' in segmentation) {
+      // Idempotent per job: a resumed job finds its items and queues nothing twice.
+      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`));
+    }
+    return { courseDir: dir, courseId, stages: outcomes.map((o) => ({ stage: o.stage, status: o.status, ms: o.ms })), series: series.length, instances: instances.length, segmentation, outbound: queued };
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * Runs the stages of one course in order, each as a worker-thread job of the stage pool. A stage
+ * whose completion marker matches its input key is skipped (resume), unless forced; a stage that
+ * runs invalidates the markers after it. The first failing stage ends the course with an error that
+ * names the stage; other courses are not affected (each course is its own call).
+ */
+import type { Logger } from '../log.js';
+import type { StagePool } from './stage-pool.js';
+import type { StageName } from './stage-names.js';
+import { invalidateFrom, readMarker, writeMarker } from './stage-markers.js';
+
+export type StageResults = Partial<Record<StageName, unknown>>;
+
+export interface PlannedStage {
+  stage: StageName;
+  /** What the stage's output depends on: same key as the marker = nothing to redo. */
+  key: string;
+  /** The worker's input, built from the results of the stages before it. */
+  input: (results: StageResults) => unknown;
+}
+
+export interface CourseRunOptions {
+  pool: StagePool;
+  courseDir: string;
+  /** `<patient>/<course>`, for the heartbeat and the errors. */
+  label: string;
+  stages: PlannedStage[];
+  /** true: redo every stage; a list: redo those. */
+  forceRedo?: boolean | readonly StageName[];
+  log: Logger;
+  signal?: AbortSignal;
+  heartbeatSeconds?: number;
+}
+
+export interface StageOutcome {
+  stage: StageName;
+  status: 'done' | 'skipped';
+  ms: number;
+  result: unknown;
+}
+
+export class StageFailedError extends Error {
+  constructor(
+    readonly stage: StageName,
+    readonly reason: Error,
+    label: string,
+  ) {
+    super(`${stage} failed for ${label}: ${reason.message}`);
+  }
+}
+
+function forced(force: CourseRunOptions['forceRedo'], stage: StageName): boolean {
+  return force === true || (Array.isArray(force) && force.includes(stage));
+}
+
+export async function runCourse(opts: CourseRunOptions): Promise<{ outcomes: StageOutcome[]; results: StageResults }> {
+  const results: StageResults = {};
+  const outcomes: StageOutcome[] = [];
+  for (const planned of opts.stages) {
+    const { stage } = planned;
+    const marker = await readMarker(opts.courseDir, stage);
+    if (marker && marker.key === planned.key && !forced(opts.forceRedo, stage)) {
+      results[stage] = marker.result;
+      outcomes.push({ stage, status: 'skipped', ms: 0, result: marker.result });
+      opts.log.info({ stage, finishedAt: marker.finishedAt }, `${stage} already done for ${opts.label}: skipped`);
+      continue;
+    }
+    await invalidateFrom(opts.courseDir, stage);
+    const started = Date.now();
+    const beat = setInterval(
+      () => opts.log.info({ stage, elapsedS: Math.round((Date.now() - started) / 1000) }, `Still processing ${stage} for ${opts.label} (${formatElapsed(Date.now() - started)})`),
+      (opts.heartbeatSeconds ?? 60) * 1000,
+    );
+    opts.log.info({ stage }, `${stage} started for ${opts.label}`);
+    let result: unknown;
+    try {
+      result = await opts.pool.run(stage, planned.input(results), { log: opts.log, signal: opts.signal });
+    } catch (e) {
+      throw new StageFailedError(stage, e as Error, opts.label);
+    } finally {
+      clearInterval(beat);
+    }
+    await writeMarker(opts.courseDir, stage, planned.key, result);
+    const ms = Date.now() - started;
+    opts.log.info({ stage, ms }, `${stage} done for ${opts.label}`);
+    results[stage] = result;
+    outcomes.push({ stage, status: 'done', ms, result });
+  }
+  return { outcomes, results };
+}
+
+/** `1 h 02 min`, `3 min 05 s`, `12 s`. */
+export function formatElapsed(ms: number): string {
+  const s = Math.round(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  if (h > 0) return `${h} h ${String(m).padStart(2, '0')} min`;
+  if (m > 0) return `${m} min ${String(sec).padStart(2, '0')} s`;
+  return `${sec} s`;
+}

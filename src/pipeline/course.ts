@@ -1,0 +1,57 @@
+/** A course folder of the contract's output layout: `<out>/<PatientID>/<CourseID>`. */
+import path from 'node:path';
+import { existsSync, readFileSync, promises as fsp } from 'node:fs';
+import { writeFileAtomic } from '../store/durable-fs.js';
+
+/** Characters that cannot appear in a path component taken from a DICOM identifier. */
+export function sanitizeId(id: string): string {
+  const s = id.replace(/[\u0000-\u001f\u007f/\\:*?"<>|]/g, '_').replace(/^\.+$/, '_').trim();
+  return s.length > 0 ? s.slice(0, 64) : 'UNKNOWN';
+}
+
+/** `YYYY-MM-DD` of a DICOM date, else undefined. */
+function isoDate(da: string): string | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(da.trim());
+  return m ? `${m[1]}-${m[2]}-${m[3]}` : undefined;
+}
+
+/**
+ * The course folder of a study: CourseID is the study date (the daemon has no plan yet), `_2`, `_3`
+ * when another study of the patient has that date. The folder's case_metadata.json names its study.
+ */
+export async function courseDirFor(
+  outputDir: string,
+  study: { patient_id: string; study_uid: string; study_date: string },
+): Promise<{ dir: string; courseId: string }> {
+  const base = isoDate(study.study_date) ?? sanitizeId(study.study_uid);
+  const patientDir = path.join(outputDir, sanitizeId(study.patient_id));
+  for (let n = 1; ; n++) {
+    const courseId = n === 1 ? base : `${base}_${n}`;
+    const dir = path.join(patientDir, courseId);
+    const meta = caseMetadataPath(dir);
+    if (!existsSync(meta)) {
+      await fsp.mkdir(dir, { recursive: true });
+      return { dir, courseId };
+    }
+    const owner = (JSON.parse(readFileSync(meta, 'utf8')) as { studyInstanceUid?: string }).studyInstanceUid;
+    if (owner === study.study_uid) return { dir, courseId };
+  }
+}
+
+export function caseMetadataPath(courseDir: string): string {
+  return path.join(courseDir, 'case_metadata.json');
+}
+
+/** Merges `patch` into the course's case_metadata.json (atomically; one writer per course at a time). */
+export async function updateCaseMetadata(courseDir: string, patch: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const file = caseMetadataPath(courseDir);
+  let current: Record<string, unknown> = {};
+  try {
+    current = JSON.parse(await fsp.readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    // first write
+  }
+  const next = { ...current, ...patch };
+  await writeFileAtomic(file, JSON.stringify(next, null, 2));
+  return next;
+}

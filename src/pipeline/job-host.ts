@@ -1,0 +1,50 @@
+/**
+ * The worker-thread side of a pipeline stage (the bree job protocol, plus ours): a job file in
+ * `jobs/` calls hostStage(fn) and nothing else. The stage's input comes as workerData.input; its
+ * result or error goes back as one `result` message, then bree's `done`. A `cancel` message from
+ * the main thread aborts the stage's signal, which kills any external tool it runs; the pids of
+ * those tools are reported so that the main thread can kill them even if this thread dies.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+
+export type StageLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** What a stage gets besides its input: cancellation, logging through the node's logger, child pids. */
+export interface StageContext {
+  signal: AbortSignal;
+  log: (level: StageLevel, msg: string, fields?: Record<string, unknown>) => void;
+  /** Report an external process (its own process group) started by this stage. */
+  onChild: (pid: number) => void;
+  onChildExit: (pid: number) => void;
+}
+
+/** Messages from a stage worker to the main thread (besides bree's bare 'done'). */
+export type StageMessage =
+  | { type: 'result'; ok: true; result: unknown }
+  | { type: 'result'; ok: false; error: string }
+  | { type: 'log'; level: StageLevel; msg: string; fields?: Record<string, unknown> }
+  | { type: 'child'; pid: number }
+  | { type: 'child-exit'; pid: number };
+
+export function hostStage<I, R>(fn: (input: I, ctx: StageContext) => Promise<R>): void {
+  const port = parentPort;
+  if (!port) throw new Error('a stage job file must run in a worker thread (started by the stage pool)');
+  const post = (m: StageMessage) => port.postMessage(m);
+  const abort = new AbortController();
+  port.on('message', (m: unknown) => {
+    if (m === 'cancel') abort.abort(new Error('cancelled'));
+  });
+  const ctx: StageContext = {
+    signal: abort.signal,
+    log: (level, msg, fields) => post({ type: 'log', level, msg, fields }),
+    onChild: (pid) => post({ type: 'child', pid }),
+    onChildExit: (pid) => post({ type: 'child-exit', pid }),
+  };
+  const input = (workerData as { input: I }).input;
+  fn(input, ctx).then(
+    (result) => post({ type: 'result', ok: true, result }),
+    (e: unknown) => post({ type: 'result', ok: false, error: e instanceof Error ? e.message : String(e) }),
+  ).finally(() => {
+    port.postMessage('done');
+  });
+}
