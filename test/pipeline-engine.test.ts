@@ -9,6 +9,8 @@ import { Writable } from 'node:stream';
 import { StagePool, StageCancelledError } from '../src/pipeline/stage-pool.js';
 import { runCourse, formatElapsed, StageFailedError } from '../src/pipeline/course-pipeline.js';
 import { readMarker } from '../src/pipeline/stage-markers.js';
+import { ChildRegistry, processStartTime } from '../src/pipeline/child-registry.js';
+import { spawn } from 'node:child_process';
 import { tempDir } from './helpers/node.js';
 import { sleep } from './helpers/ports.js';
 
@@ -197,5 +199,25 @@ describe('course pipeline: markers, resume, --force-redo, heartbeat', () => {
     expect(formatElapsed(3723_000)).toBe('1 h 02 min');
     expect(formatElapsed(185_000)).toBe('3 min 05 s');
     expect(formatElapsed(12_000)).toBe('12 s');
+  });
+});
+
+describe('child registry: tools left running by a killed node', () => {
+  it('kills a leftover tool group at the next start, and never a recycled pid', async () => {
+    const file = path.join(tempDir('rtp-children-'), 'running-tools.json');
+    const tool = spawn('sh', ['-c', 'sleep 300 & wait'], { detached: true, stdio: 'ignore' });
+    await sleep(100);
+    const first = new ChildRegistry(file);
+    first.add(tool.pid!);
+    // A stale entry whose pid now belongs to another process (ours): start time differs.
+    const entries = JSON.parse(readFileSync(file, 'utf8'));
+    entries.push({ pid: process.pid, startTime: String(Number(processStartTime(process.pid)) + 1) });
+    writeFileSync(file, JSON.stringify(entries));
+    const { log, lines } = memoryLog();
+    expect(new ChildRegistry(file).killLeftovers(log)).toBe(1);
+    for (let i = 0; i < 40 && alive(tool.pid!); i++) await sleep(50);
+    expect(alive(tool.pid!)).toBe(false);
+    expect(lines.filter((l) => l.msg === 'killed an external tool left running by the previous node process')).toHaveLength(1);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual([]);
   });
 });

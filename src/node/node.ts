@@ -13,6 +13,7 @@ import { JobRunner } from './job-runner.js';
 import { StudyCompletion } from './study-completion.js';
 import { studyJob } from './study-job.js';
 import { StagePool } from '../pipeline/stage-pool.js';
+import { ChildRegistry } from '../pipeline/child-registry.js';
 import { availableParallelism } from 'node:os';
 import { createHttpServer, type Route } from '../http/server.js';
 
@@ -64,11 +65,14 @@ export class RtNode {
       this.metrics,
     );
     const outputDir = path.join(this.dataDir, 'output');
+    const children = new ChildRegistry(path.join(this.dataDir, 'running-tools.json'));
+    children.killLeftovers(this.log.child({ component: 'stages' }));
     const maxWorkers = this.config.max_workers ?? Math.max(1, availableParallelism() - 1);
     this.pool = new StagePool({
       maxWorkers,
       segWorkers: Math.min(maxWorkers, this.config.seg_workers ?? 1),
       graceMs: node.shutdown_grace_seconds * 1000,
+      children,
       log: this.log.child({ component: 'stages' }),
     });
     this.jobs = new JobRunner(

@@ -20,6 +20,8 @@ export interface StagePoolOptions {
   jobsDir?: string;
   /** How long a cancelled stage gets to stop by itself before its worker is terminated. */
   graceMs?: number;
+  /** Told of every external tool a stage starts and of its end (see ChildRegistry). */
+  children?: { add(pid: number): void; remove(pid: number): void };
 }
 
 export interface StageRunOptions {
@@ -181,9 +183,11 @@ export class StagePool {
         break;
       case 'child':
         entry.children.add(m.pid);
+        this.opts.children?.add(m.pid);
         break;
       case 'child-exit':
         entry.children.delete(m.pid);
+        this.opts.children?.remove(m.pid);
         break;
     }
   }
@@ -202,6 +206,7 @@ export class StagePool {
           // already gone
         }
       }
+      this.opts.children?.remove(pid);
     }
     entry.children.clear();
   }
