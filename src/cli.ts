@@ -16,6 +16,7 @@ const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
   rtpipeline send     --destination AE@HOST:PORT [--aet AE] FILES_OR_DIRS...
   rtpipeline validate --config FILE
   rtpipeline demo     [--data-dir DIR] [--slices N] [--size N]   (a node + a synthetic thorax CT, end to end)
+  rtpipeline doctor   [--json] [--config FILE]   (self-test: CPUs, cgroup limits, workers, timeouts, signals, tools, GPU, disk)
 
 Flags beat environment variables (RTPIPELINE_<KEY>), which beat the config file, which beats the
 built-in defaults. Exit codes: 0 success, 1 some work failed, 2 bad usage or config.`;
@@ -156,6 +157,17 @@ async function demo(args: string[]): Promise<number> {
   return runDemo({ dataDir: values['data-dir'] as string | undefined, slices: num(values.slices, 'slices'), size: num(values.size, 'size'), log, out: (l) => process.stdout.write(l + '\n') });
 }
 
+async function doctor(args: string[]): Promise<number> {
+  const { values } = parse(args, { json: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+  if (values.help) return help();
+  // Same config as `serve` would use (file, then RTPIPELINE_* variables), so the data dir checked is the node's.
+  const { config } = loadConfig({ file: values.config as string | undefined });
+  const { runDoctor } = await import('./doctor.js');
+  const r = await runDoctor({ json: values.json === true, config });
+  process.stdout.write(r.text + '\n');
+  return r.ok ? 0 : 1;
+}
+
 function help(): number {
   process.stdout.write(USAGE + '\n');
   return 0;
@@ -178,9 +190,10 @@ export async function main(argv: string[]): Promise<number> {
         return help();
       case 'demo':
         return await demo(rest);
+      case 'doctor':
+        return await doctor(rest);
       case 'run':
       case 'radiomics':
-      case 'doctor':
         throw new UsageError(`"${cmd}" is not available in this version yet`);
       default:
         if (cmd.startsWith('--dicom-root')) throw new UsageError('the batch pipeline (rtpipeline --dicom-root ...) is not available in this version yet');

@@ -98,7 +98,8 @@ interface ParsedYaml {
   lineOf(path: Path, key?: string): number | undefined;
 }
 
-function parseYaml(text: string, file: string): ParsedYaml {
+/** A YAML document with line numbers; a syntax error is a ConfigError naming the file, line and column. */
+export function parseYamlDocument(text: string, file: string): { doc: ReturnType<typeof parseDocument>; lineCounter: LineCounter } {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -106,6 +107,11 @@ function parseYaml(text: string, file: string): ParsedYaml {
     const pos = lineCounter.linePos(e.pos[0]);
     throw new ConfigError(`${file}: line ${pos.line}, column ${pos.col}: YAML syntax error: ${e.message.split('\n')[0]}`);
   }
+  return { doc, lineCounter };
+}
+
+function parseYaml(text: string, file: string): ParsedYaml {
+  const { doc, lineCounter } = parseYamlDocument(text, file);
   const data = (doc.toJS() ?? {}) as unknown;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new ConfigError(`${file}: the config must be a YAML mapping of keys (see config/default.yaml)`);

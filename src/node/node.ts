@@ -14,7 +14,8 @@ import { StudyCompletion } from './study-completion.js';
 import { studyJob } from './study-job.js';
 import { StagePool } from '../pipeline/stage-pool.js';
 import { ChildRegistry } from '../pipeline/child-registry.js';
-import { availableParallelism } from 'node:os';
+import { usableCpusSync } from '../system/cpus.js';
+import { resolveWorkers } from '../system/workers.js';
 import { createHttpServer, type Route } from '../http/server.js';
 
 export const STUDY_JOB = 'study';
@@ -67,10 +68,14 @@ export class RtNode {
     const outputDir = path.join(this.dataDir, 'output');
     const children = new ChildRegistry(path.join(this.dataDir, 'running-tools.json'));
     children.killLeftovers(this.log.child({ component: 'stages' }));
-    const maxWorkers = this.config.max_workers ?? Math.max(1, availableParallelism() - 1);
+    const cpus = usableCpusSync();
+    // Flags and variables are merged into the config by now; this adds the CPU-aware default.
+    const workers = resolveWorkers({ env: {}, configMaxWorkers: this.config.max_workers, configSegWorkers: this.config.seg_workers, usable: cpus.count });
+    for (const w of workers.warnings) this.log.warn(w);
+    this.log.info({ usableCpus: cpus.count, cpuLimit: cpus.source, maxWorkers: workers.maxWorkers, segWorkers: workers.segWorkers, workersFrom: workers.detail }, 'pipeline workers');
     this.pool = new StagePool({
-      maxWorkers,
-      segWorkers: Math.min(maxWorkers, this.config.seg_workers ?? 1),
+      maxWorkers: workers.maxWorkers,
+      segWorkers: workers.segWorkers,
       graceMs: node.shutdown_grace_seconds * 1000,
       children,
       log: this.log.child({ component: 'stages' }),
