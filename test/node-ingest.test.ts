@@ -182,7 +182,7 @@ describe('DICOM node ingest (DCMTK peers)', () => {
     expect((await storescu({ port: node.dicomPort, calledAet: 'RTPIPELINE', files: s.files.slice(2) })).code).toBe(0);
     const job2 = await node.waitFor(async () => ((await node.api('/api/jobs')).body as any[]).find((j) => j.study_uid === s.studyInstanceUid && j.generation === 2 && j.state === 'done'), 15_000, 'second job');
     expect(job2.result.instances).toBe(4);
-    const manifest = JSON.parse(readFileSync(job2.result.manifest, 'utf8'));
+    const manifest = JSON.parse(readFileSync(path.join(job2.result.courseDir, 'case_metadata.json'), 'utf8'));
     expect(manifest.patientId).toBe('ING-REOPEN');
     expect(manifest.series[0].instances).toBe(4);
     const one = await node.api(`/api/jobs/${job2.id}`);

@@ -56,7 +56,7 @@ beforeAll(() => {
     path.join(jobsDir, 'organize.js'),
     `import { hostStage } from '${HOST}';
 hostStage(async (input, ctx) => {
-  ctx.log('info', 'organize says hello', { n: input.n });
+  ctx.log.info({ n: input.n }, 'organize says hello');
   await new Promise((r) => setTimeout(r, input.ms ?? 0));
   if (input.fail) throw new Error('the organize input was bad: ' + input.fail);
   return { doubled: input.n * 2, at: Date.now(), start: Date.now() - (input.ms ?? 0) };
@@ -71,7 +71,7 @@ hostStage(async (input, ctx) => {
   if (input.quick) { await new Promise((r) => setTimeout(r, input.ms)); return { start: Date.now() - input.ms, end: Date.now() }; }
   const child = spawn('sh', ['-c', 'trap "" TERM; sleep 300 & wait'], { detached: true, stdio: 'ignore' });
   ctx.onChild(child.pid);
-  ctx.log('info', 'tool started', { pid: child.pid });
+  ctx.log.info({ pid: child.pid }, 'tool started');
   await new Promise(() => {});
 });`,
   );

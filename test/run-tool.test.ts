@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runTool, ToolError } from '../src/tools/run-tool.js';
 import { toolTimeouts } from '../src/tools/timeouts.js';
+import { processesWithMarker, readStat, zombiesOfOurs } from './helpers/processes.js';
 import { ConfigError } from '../src/config/load.js';
 
 let dir: string;
@@ -20,50 +21,6 @@ function script(name: string, body: string): string {
   writeFileSync(file, `#!/bin/bash\n${body}\n`);
   chmodSync(file, 0o755);
   return file;
-}
-
-interface Proc {
-  pid: number;
-  ppid: number;
-  state: string;
-}
-
-function readStat(pid: number): Proc | null {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { pid, state: f[0], ppid: Number(f[1]) };
-  } catch {
-    return null;
-  }
-}
-
-/** Running (not zombie) processes whose command line or environment contains `marker`. */
-function processesWithMarker(marker: string): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid)) continue;
-    let text = '';
-    for (const part of ['cmdline', 'environ']) {
-      try {
-        text += readFileSync(`/proc/${pid}/${part}`, 'latin1');
-      } catch {
-        // gone, or not ours to read
-      }
-    }
-    const stat = readStat(pid);
-    if (stat && text.includes(marker) && stat.state !== 'Z') out.push(stat);
-  }
-  return out;
-}
-
-function zombiesOfOurs(): Proc[] {
-  return readdirSync('/proc')
-    .map(Number)
-    .filter(Number.isInteger)
-    .map(readStat)
-    .filter((p): p is Proc => p !== null && p.ppid === process.pid && p.state === 'Z');
 }
 
 async function rejection(p: Promise<unknown>): Promise<ToolError> {
@@ -93,7 +50,7 @@ describe('runTool', () => {
     let spawned = 0;
     const t0 = performance.now();
     const err = await rejection(
-      runTool({ file: tool, args: [marker], env: { MARK: marker }, timeoutSeconds: 1, graceSeconds: 2, label: 'hang test', timeoutVariable: 'TOTALSEG_TIMEOUT', onSpawn: (pid) => (spawned = pid) }),
+      runTool({ file: tool, args: [marker], env: { MARK: marker }, timeoutSeconds: 1, graceSeconds: 2, label: 'hang test', timeoutVariable: 'TOTALSEG_TIMEOUT', onSpawn: (pid) => (spawned ||= pid) }),
     );
     const seconds = (performance.now() - t0) / 1000;
     expect(err.reason).toBe('timeout');

@@ -25,6 +25,7 @@ import {
 import type { GpuInfo } from '../src/system/gpu.js';
 import { ToolError } from '../src/tools/run-tool.js';
 import { phantomTruth } from './helpers/phantom-truth.js';
+import { processesWithMarker } from './helpers/processes.js';
 
 const BIN = fileURLToPath(new URL('./fixtures/bin', import.meta.url));
 const PATH = `${BIN}:${process.env.PATH}`;
@@ -98,22 +99,6 @@ function flagValues(argv: string[], flag: string): string[] | undefined {
   const rest = argv.slice(at + 1);
   const end = rest.findIndex((a) => a.startsWith('-'));
   return end < 0 ? rest : rest.slice(0, end);
-}
-
-/** Running processes whose environment or command line holds `marker`. */
-function processesWithMarker(marker: string): number[] {
-  return readdirSync('/proc')
-    .map(Number)
-    .filter((pid) => Number.isInteger(pid))
-    .filter((pid) => {
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-        if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
-        return (readFileSync(`/proc/${pid}/environ`, 'latin1') + readFileSync(`/proc/${pid}/cmdline`, 'latin1')).includes(marker);
-      } catch {
-        return false;
-      }
-    });
 }
 
 async function rejection(p: Promise<unknown>): Promise<Error> {

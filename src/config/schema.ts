@@ -78,8 +78,16 @@ const segmentationSchema = z
     fast: z.boolean().default(false),
     force_split: z.boolean().default(true),
     roi_subset: z.array(z.string()).nullable().default(null),
+    /** Further TotalSegmentator tasks run after the main one (e.g. lung_vessels, heartchambers_highres). */
     extra_models: z.array(z.string()).default([]),
+    /** TotalSegmentator command: null/local, docker, docker:IMAGE, apptainer:IMAGE.sif, or a template. */
     command: z.string().nullable().default(null),
+    /** custom_model.yaml files of nnU-Net v2 models, run after the engine (any engine but none). */
+    custom_models: z.array(z.string()).default([]),
+    /** When a GPU run of a tool fails, run it once more on the CPU. */
+    cpu_fallback: z.boolean().default(true),
+    /** How the tools' input NIfTI is made: our writer, or dcm2niix from the CT files. */
+    input: z.enum(['writer', 'dcm2niix']).default('writer'),
   })
   .strict();
 

@@ -78,3 +78,11 @@ export function dice(a: Uint8Array, b: Uint8Array): number {
   }
   return sa + sb === 0 ? 1 : (2 * inter) / (sa + sb);
 }
+
+/** Voxels set in a mask and their volume in cm³ (rounded to 0.01). */
+export function maskVolume(m: Mask): { voxels: number; volumeCm3: number } {
+  let voxels = 0;
+  for (let i = 0; i < m.data.length; i++) if (m.data[i]) voxels++;
+  const [sx, sy, sz] = m.grid.spacingMm;
+  return { voxels, volumeCm3: Math.round(((voxels * sx * sy * sz) / 1000) * 100) / 100 };
+}

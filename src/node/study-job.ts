@@ -1,5 +1,8 @@
 import type { IndexDb, JobRow } from '../store/index-db.js';
-import type { Destination } from '../config/schema.js';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Config, Destination } from '../config/schema.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
 import type { OutboundQueue } from './outbound.js';
 import type { StageFn } from './job-runner.js';
@@ -15,9 +18,20 @@ export interface StudyJobDeps {
   outputDir: string;
   destinations: Destination[];
   forward: boolean;
-  engine: 'builtin' | 'totalsegmentator' | 'none';
+  segmentation: Config['segmentation'];
+  customStructures: string | null;
+  segWorkers: number;
+  graceSeconds: number;
   outbound: OutboundQueue;
   heartbeatSeconds: number;
+}
+
+/** What the segmentation output depends on besides the images: settings and the custom structures file. */
+function segmentationSettingsKey(deps: StudyJobDeps): string {
+  const h = createHash('sha256').update(JSON.stringify(deps.segmentation));
+  if (deps.customStructures) h.update(existsSync(deps.customStructures) ? readFileSync(deps.customStructures) : 'missing');
+  for (const m of deps.segmentation.custom_models) h.update(existsSync(m) ? readFileSync(m) : 'missing');
+  return h.digest('hex').slice(0, 16);
 }
 
 /**
@@ -41,6 +55,16 @@ export function studyJob(deps: StudyJobDeps): StageFn {
       .filter((s) => s.modality === 'CT')
       .map((s) => ({ s, files: instances.filter((i) => i.series_uid === s.series_uid && i.sop_class_uid === SOP_CLASS.CtImage) }))
       .sort((a, b) => b.files.length - a.files.length)[0];
+    // The planning structure set on the CT's frame of reference (not one of ours coming back).
+    const manual = ctSeries
+      ? instances
+          .filter((i) => i.sop_class_uid === SOP_CLASS.RtStructureSet)
+          .filter((i) => {
+            const s = series.find((x) => x.series_uid === i.series_uid);
+            return s?.frame_of_reference_uid === ctSeries.s.frame_of_reference_uid && !(s?.description ?? '').startsWith('rtpipeline');
+          })
+          .sort((a, b) => b.received_at - a.received_at)[0]
+      : undefined;
     // What each stage's output depends on: the same study content and settings = nothing to redo.
     const contentKey = `${study.study_uid}:g${job.generation}:${instances.length}`;
     const stages: PlannedStage[] = [
@@ -66,9 +90,14 @@ export function studyJob(deps: StudyJobDeps): StageFn {
       },
       {
         stage: 'segmentation',
-        key: `${contentKey}:${deps.engine}`,
+        key: `${contentKey}:${segmentationSettingsKey(deps)}`,
         input: (): SegmentationInput => ({
-          engine: deps.engine,
+          engine: deps.segmentation.engine,
+          settings: deps.segmentation,
+          customStructures: deps.customStructures && path.resolve(deps.customStructures),
+          manualRtstruct: manual?.path,
+          segWorkers: deps.segWorkers,
+          graceSeconds: deps.graceSeconds,
           ct: ctSeries && {
             ctFiles: ctSeries.files.map((f) => f.path),
             courseDir: dir,

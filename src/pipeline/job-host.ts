@@ -6,13 +6,16 @@
  * those tools are reported so that the main thread can kill them even if this thread dies.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { Writable } from 'node:stream';
+import pino, { type Logger } from 'pino';
 
 export type StageLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** What a stage gets besides its input: cancellation, logging through the node's logger, child pids. */
 export interface StageContext {
   signal: AbortSignal;
-  log: (level: StageLevel, msg: string, fields?: Record<string, unknown>) => void;
+  /** Lines go to the node's logger, with the job's bindings (job, study, patient). */
+  log: Logger;
   /** Report an external process (its own process group) started by this stage. */
   onChild: (pid: number) => void;
   onChildExit: (pid: number) => void;
@@ -36,7 +39,7 @@ export function hostStage<I, R>(fn: (input: I, ctx: StageContext) => Promise<R>)
   });
   const ctx: StageContext = {
     signal: abort.signal,
-    log: (level, msg, fields) => post({ type: 'log', level, msg, fields }),
+    log: workerLogger(post),
     onChild: (pid) => post({ type: 'child', pid }),
     onChildExit: (pid) => post({ type: 'child-exit', pid }),
   };
@@ -47,4 +50,21 @@ export function hostStage<I, R>(fn: (input: I, ctx: StageContext) => Promise<R>)
   ).finally(() => {
     port.postMessage('done');
   });
+}
+
+const LEVELS: Record<number, StageLevel> = { 10: 'debug', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'error' };
+
+/** A pino logger whose lines travel to the main thread as messages, to be written there once. */
+function workerLogger(post: (m: StageMessage) => void): Logger {
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        const { level, msg, time: _t, ...fields } = JSON.parse(line) as Record<string, unknown>;
+        post({ type: 'log', level: LEVELS[level as number] ?? 'info', msg: String(msg ?? ''), fields });
+      }
+      cb();
+    },
+  });
+  return pino({ level: 'debug', base: undefined }, stream);
 }

@@ -190,6 +190,8 @@ export interface CustomModelOptions {
   detectGpu?: () => Promise<GpuInfo>;
   env?: Record<string, string | undefined>;
   graceSeconds?: number;
+  /** Told the pid of every tool process started (its own process group), e.g. to kill it if this thread dies. */
+  onSpawn?: (pid: number) => void;
 }
 
 const NNUNET_DEVICE: Record<Device, string> = { gpu: 'cuda', cpu: 'cpu', mps: 'mps' };
@@ -238,6 +240,7 @@ export async function runCustomModel(opts: CustomModelOptions): Promise<EngineRe
     fileName: `${CASE_ID}_0000.nii.gz`,
     dcm2niixSeconds: opts.timeouts.dcm2niixSeconds,
     signal: opts.signal,
+    onSpawn: opts.onSpawn,
     log,
   });
   const output = path.join(opts.workDir, 'prediction');
@@ -257,6 +260,7 @@ export async function runCustomModel(opts: CustomModelOptions): Promise<EngineRe
       notFoundHint: `install nnU-Net v2 or set "command" in ${model.file}`,
       signal: opts.signal,
       onHeartbeat: opts.onHeartbeat,
+      onSpawn: opts.onSpawn,
       log,
       label: `custom model ${model.name}`,
     });

@@ -100,6 +100,8 @@ export interface TotalSegmentatorOptions {
   env?: Record<string, string | undefined>;
   /** SIGTERM -> SIGKILL grace when a run is stopped; default 10 s. */
   graceSeconds?: number;
+  /** Told the pid of every tool process started (its own process group), e.g. to kill it if this thread dies. */
+  onSpawn?: (pid: number) => void;
 }
 
 const DEFAULT_DOCKER_IMAGE = 'wasserth/totalsegmentator';
@@ -218,6 +220,7 @@ export async function runTotalSegmentator(opts: TotalSegmentatorOptions): Promis
     fileName: 'ct.nii.gz',
     dcm2niixSeconds: opts.timeouts.dcm2niixSeconds,
     signal: opts.signal,
+    onSpawn: opts.onSpawn,
     log,
   });
   const output = path.join(opts.workDir, `totalseg-${task}`);
@@ -249,6 +252,7 @@ export async function runTotalSegmentator(opts: TotalSegmentatorOptions): Promis
       notFoundHint: 'install it or set segmentation.command',
       signal: opts.signal,
       onHeartbeat: opts.onHeartbeat,
+      onSpawn: opts.onSpawn,
       log,
       label: `TotalSegmentator (${task})`,
     });
@@ -342,6 +346,7 @@ export interface PrepareCtNiftiOptions {
   dcm2niixSeconds: number;
   signal?: AbortSignal;
   log?: Logger;
+  onSpawn?: (pid: number) => void;
 }
 
 /**
@@ -368,6 +373,7 @@ export async function prepareCtNifti(o: PrepareCtNiftiOptions): Promise<string> 
     timeoutVariable: 'DCM2NIIX_TIMEOUT',
     notFoundHint: 'install dcm2niix (apt-get install dcm2niix) or let the pipeline write the NIfTI itself',
     signal: o.signal,
+    onSpawn: o.onSpawn,
     log: o.log,
     label: `dcm2niix ${o.ctDicomDir}`,
   });

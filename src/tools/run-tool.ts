@@ -36,6 +36,8 @@ export interface RunToolOptions {
   heartbeatSeconds?: number;
   /** Called every heartbeatSeconds while the tool runs; without it, `log` gets an info line instead. */
   onHeartbeat?: (elapsedMs: number) => void;
+  /** Told the pid of the tool, then of every process found in its tree (also those that left its
+   *  session), e.g. to record them so that a node restarted after kill -9 can kill them. */
   onSpawn?: (pid: number) => void;
   log?: Logger;
   /** What the tool does, for messages and logs, e.g. "TotalSegmentator (total) for P1/2024-01". */
@@ -71,6 +73,7 @@ export class ToolError extends Error {
 export const OUTPUT_TAIL_BYTES = 1 << 20;
 const STDERR_LINES_IN_MESSAGE = 20;
 const TRACK_INTERVAL_MS = 2_000;
+const EARLY_SCAN_MS = 300;
 /** After SIGKILL, how long to wait for the kernel to finish the processes (D state) before giving up. */
 const KILL_WAIT_MS = 5_000;
 /** After the tool and its tree are gone, how long its output pipes may take to drain and close. */
@@ -133,7 +136,7 @@ async function supervise(
   elapsed: () => number,
 ): Promise<{ status: ExitStatus; stoppedFor?: StopReason }> {
   const graceMs = (opts.graceSeconds ?? 10) * 1000;
-  const tree = new ProcessTree(pid);
+  const tree = new ProcessTree(pid, opts.onSpawn);
   liveTrees.add(tree);
   let stopping: { reason: StopReason; done: Promise<void> } | undefined;
   let leftovers: Promise<void> | undefined;
@@ -153,6 +156,8 @@ async function supervise(
       else opts.log?.info({ tool: opts.label, elapsedMs: elapsed() }, `Still running ${opts.label} (${formatDuration(elapsed())})`);
     }, (opts.heartbeatSeconds ?? 60) * 1000),
     setInterval(() => tree.scan(), TRACK_INTERVAL_MS),
+    // An early look too: tools often start their workers (and daemonise them) right away.
+    setTimeout(() => tree.scan(), EARLY_SCAN_MS),
   ];
   const exit = new Promise<ExitStatus>((resolve) => {
     subprocess.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
@@ -315,8 +320,13 @@ class ProcessTree {
   private readonly groups = new Set<number>();
   private rootAlive = true;
 
-  constructor(readonly root: number) {
+  /** `onNew` hears of each process that joins the tree (the root excepted), e.g. to record it. */
+  constructor(
+    readonly root: number,
+    private readonly onNew?: (pid: number) => void,
+  ) {
     this.groups.add(root);
+    this.known.set(root, readProcEntry(root)?.start ?? '');
     this.scan();
   }
 
@@ -342,7 +352,9 @@ class ProcessTree {
       for (const e of table) {
         if (members.has(e.pid) || !isRunning(e) || e.pid === process.pid || !belongs(e)) continue;
         members.set(e.pid, e);
+        const isNew = this.known.get(e.pid) !== e.start;
         this.known.set(e.pid, e.start);
+        if (isNew && e.pid !== this.root) this.onNew?.(e.pid);
         for (const g of [e.sid, e.pgid]) if (!foreign.has(g)) this.groups.add(g);
         added = true;
       }
