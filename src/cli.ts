@@ -7,6 +7,7 @@ import { parseDestination, formatDestination } from './config/destination.js';
 import { createLogger } from './log.js';
 import { RtNode } from './node/node.js';
 import { sendFiles, isStoredStatus } from './dicom/scu.js';
+import { checkPipelineSettings } from './pipeline/preflight.js';
 
 const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
 
@@ -55,6 +56,7 @@ async function serve(args: string[]): Promise<number> {
   const flags = values as Record<string, string | string[] | undefined>;
   const { config, file } = loadConfig({ file: values.config as string | undefined, flags });
   if (config.node.watch.length > 0) throw new UsageError('--watch / node.watch is not available in this version yet (watched folders come with the web UI)');
+  await checkPipelineSettings(config);
   const log = createLogger();
   const node = new RtNode(config, log);
   let stopping = false;
@@ -86,13 +88,15 @@ async function serve(args: string[]): Promise<number> {
   return new Promise<number>(() => undefined); // runs until a signal
 }
 
-function validate(args: string[]): number {
+async function validate(args: string[]): Promise<number> {
   const { values } = parse(args, { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   if (values.help) return help();
   if (!values.config) throw new UsageError('validate needs --config FILE');
   // Only the file is checked: the environment of the machine that validates is not the node's.
   const { config } = loadConfig({ file: values.config as string, env: {} });
-  process.stdout.write(`${values.config}: valid (AE ${config.node.aet}, DICOM port ${config.node.dicom_port}, HTTP port ${config.node.http_port}, ${config.node.destinations.length} destination(s))\n`);
+  const notes = await checkPipelineSettings(config);
+  process.stdout.write(`${values.config}: valid (AE ${config.node.aet}, DICOM port ${config.node.dicom_port}, HTTP port ${config.node.http_port}, ${config.node.destinations.length} destination(s), segmentation ${config.segmentation.engine})\n`);
+  for (const n of notes) process.stdout.write(`  ${n}\n`);
   return 0;
 }
 
@@ -180,7 +184,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         return await serve(rest);
       case 'validate':
-        return validate(rest);
+        return await validate(rest);
       case 'send':
         return await send(rest);
       case undefined:

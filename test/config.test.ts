@@ -94,4 +94,23 @@ describe('config', () => {
     const usage = spawnSync(process.execPath, [CLI, 'serve', '--no-such-flag'], { encoding: 'utf8' });
     expect(usage.status).toBe(2);
   });
+
+  it('`validate` and `serve` check the files and templates the segmentation settings name (exit 2, file and line)', () => {
+    const validate = (yaml: string) => spawnSync(process.execPath, [CLI, 'validate', '--config', yamlFile(yaml)], { encoding: 'utf8' });
+    const template = validate('segmentation:\n  engine: totalsegmentator\n  command: "TotalSegmentator -i {inptu} -o {output}"\n');
+    expect(template.status).toBe(2);
+    expect(template.stderr).toMatch(/segmentation\.command: unknown placeholder \{inptu\}/);
+    const structures = yamlFile('custom_structures:\n  - name: X\n    operation: unoin\n    source_structures: [A, B]\n');
+    const custom = validate(`custom_structures: ${structures}\n`);
+    expect(custom.status).toBe(2);
+    expect(custom.stderr).toMatch(/line 3.*operation/);
+    const missing = validate('segmentation:\n  custom_models: [/no/such/custom_model.yaml]\n');
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read custom model file \/no\/such\/custom_model.yaml: ENOENT/);
+    const ok = validate(`custom_structures: ${path.join(repo, 'config/custom_structures.example.yaml')}\nsegmentation:\n  custom_models: [${path.join(repo, 'config/custom_model.example.yaml')}]\n`);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/custom structure\(s\) from/);
+    const serve = spawnSync(process.execPath, [CLI, 'serve', '--config', yamlFile(`custom_structures: ${structures}\n`), '--dicom-port', '0', '--http-port', '0'], { encoding: 'utf8', timeout: 10_000 });
+    expect(serve.status).toBe(2);
+  });
 });
