@@ -148,6 +148,16 @@ describe('pipeline engine in the node', () => {
 
       // The heartbeat names the stage and the course.
       expect(node.logs()).toMatch(/Still processing segmentation for PIPE\/2026-03-01 \(\d+ s\)/);
+
+      // A requested re-run redoes only the forced stage (the same instances: organize is kept).
+      const post = (uid: string, body: string) => node.api(`/api/studies/${uid}/reprocess`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      expect((await post(ct.studyInstanceUid, '{"force_redo": ["segmentaton"]}')).status).toBe(400);
+      expect((await post('1.2.3.4', '{}')).status).toBe(409);
+      const again = await post(ct.studyInstanceUid, '{"force_redo": ["segmentation"]}');
+      expect(again.status).toBe(202);
+      const rerun = await node.waitFor(async () => (await jobs(node)).find((j) => j.id === again.body.id && (j.state === 'done' || j.state === 'failed')), 60_000, 'the re-run');
+      expect(rerun.generation).toBe(2);
+      expect(rerun.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done']);
     } finally {
       expect(await node.stop()).toBe(0);
     }

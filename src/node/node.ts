@@ -14,6 +14,7 @@ import { StudyCompletion } from './study-completion.js';
 import { studyJob } from './study-job.js';
 import { StagePool } from '../pipeline/stage-pool.js';
 import { ChildRegistry } from '../pipeline/child-registry.js';
+import { isStageName, STAGES } from '../pipeline/stage-names.js';
 import { usableCpusSync } from '../system/cpus.js';
 import { resolveWorkers } from '../system/workers.js';
 import { createHttpServer, type Route } from '../http/server.js';
@@ -159,6 +160,22 @@ export class RtNode {
         } },
       { method: 'POST', path: '/api/jobs/:id/cancel', handler: (_r, p) =>
           this.jobs.cancel(Number(p.id)) ? { status: 200, body: { cancelled: true } } : { status: 409, body: { error: `job ${p.id} is neither queued nor running` } } },
+      { method: 'POST', path: '/api/studies/:uid/reprocess', handler: async (req, p) => {
+          let body: Record<string, unknown>;
+          try {
+            body = await readJsonBody(req);
+          } catch (e) {
+            return { status: 400, body: { error: `bad request body: ${(e as Error).message}` } };
+          }
+          const force = body.force_redo ?? true;
+          if (force !== true && !(Array.isArray(force) && force.every((s) => typeof s === 'string' && isStageName(s)))) {
+            return { status: 400, body: { error: `force_redo must be true or a list of stages (${STAGES.join(', ')})` } };
+          }
+          const job = this.index.reprocessStudy(p.uid, STUDY_JOB, { forceRedo: force }, Date.now());
+          if (!job) return { status: 409, body: { error: `study ${p.uid} is unknown or still receiving` } };
+          this.jobs.kick();
+          return { status: 202, body: jobView(job) };
+        } },
       { method: 'GET', path: '/api/outbound', handler: () => ({ status: 200, body: this.index.listOutbound().map((o) => ({ ...o, files: JSON.parse(o.files).length })) }) },
     ];
   }
@@ -199,6 +216,19 @@ export class RtNode {
     this.index?.close();
     this.log.info('stopped');
   }
+}
+
+/** The JSON body of a request ({} when empty); at most 64 kB. */
+async function readJsonBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  let text = '';
+  for await (const chunk of req) {
+    text += String(chunk);
+    if (text.length > 65536) throw new Error('request body over 64 kB');
+  }
+  if (text.trim() === '') return {};
+  const v = JSON.parse(text) as unknown;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the request body must be a JSON object');
+  return v as Record<string, unknown>;
 }
 
 function jobView(j: import('../store/index-db.js').JobRow) {

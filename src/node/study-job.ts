@@ -11,6 +11,7 @@ import { courseDirFor } from '../pipeline/course.js';
 import { runCourse, type PlannedStage } from '../pipeline/course-pipeline.js';
 import type { OrganizeInput } from '../pipeline/stages/organize.js';
 import type { SegmentationInput, SegmentationResult } from '../pipeline/stages/segmentation.js';
+import type { StageName } from '../pipeline/stage-names.js';
 
 export interface StudyJobDeps {
   index: IndexDb;
@@ -66,7 +67,12 @@ export function studyJob(deps: StudyJobDeps): StageFn {
           .sort((a, b) => b.received_at - a.received_at)[0]
       : undefined;
     // What each stage's output depends on: the same study content and settings = nothing to redo.
-    const contentKey = `${study.study_uid}:g${job.generation}:${instances.length}`;
+    // The instances themselves (not the generation): a re-run request keeps the stages it does not force.
+    const contentKey = createHash('sha256')
+      .update(instances.map((i) => `${i.sop_uid}:${i.size}`).sort().join('\n'))
+      .digest('hex')
+      .slice(0, 16);
+    const options = job.options ? (JSON.parse(job.options) as { forceRedo?: boolean | StageName[] }) : {};
     const stages: PlannedStage[] = [
       {
         stage: 'organize',
@@ -117,7 +123,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
         }),
       },
     ];
-    const { outcomes, results } = await runCourse({ pool: deps.pool, courseDir: dir, label, stages, log, signal, heartbeatSeconds: deps.heartbeatSeconds });
+    const { outcomes, results } = await runCourse({ pool: deps.pool, courseDir: dir, label, stages, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo });
     const segmentation = results.segmentation as SegmentationResult;
     if ('rsAuto' in segmentation) {
       // Idempotent per job: a resumed job finds its items and queues nothing twice.

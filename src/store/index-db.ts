@@ -56,6 +56,8 @@ export interface JobRow {
   finished_at: number | null;
   error: string | null;
   result: string | null;
+  /** JSON of the job's options (e.g. {"forceRedo": ["segmentation"]} for a requested re-run), or null. */
+  options: string | null;
 }
 
 export interface OutboundRow {
@@ -135,6 +137,10 @@ export class IndexDb {
     if (version === undefined) this.setMeta('schema_version', String(SCHEMA_VERSION));
     else if (Number(version) > SCHEMA_VERSION) {
       throw new Error(`index ${file} was written by a newer rtpipeline (schema ${version}); upgrade, or move it aside to rebuild it from the files`);
+    }
+    // Added in 0.2 (re-run requests); older indexes get the column here.
+    if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'options')) {
+      this.db.exec('ALTER TABLE jobs ADD COLUMN options TEXT');
     }
     const db = this.db;
     this.stmts = {
@@ -235,6 +241,22 @@ export class IndexDb {
         }
       }
       return done;
+    })();
+  }
+
+  /**
+   * A requested re-run of a complete study: a new generation and its job, with `options`; in one
+   * transaction. Undefined when the study is unknown or still receiving (its job comes anyway).
+   */
+  reprocessStudy(studyUid: string, kind: string, options: unknown, now: number): JobRow | undefined {
+    return this.db.transaction(() => {
+      const bumped = this.db.prepare(`UPDATE studies SET generation = generation + 1, completed_at = ? WHERE study_uid = ? AND state = 'complete'`).run(now, studyUid);
+      if (bumped.changes !== 1) return undefined;
+      const study = this.stmts.getStudy.get(studyUid)!;
+      const id = this.db
+        .prepare(`INSERT INTO jobs (study_uid, generation, kind, state, created_at, options) VALUES (?, ?, ?, 'queued', ?, ?)`)
+        .run(studyUid, study.generation, kind, now, JSON.stringify(options)).lastInsertRowid;
+      return this.getJob(Number(id));
     })();
   }
 
