@@ -8,6 +8,7 @@ import { createLogger } from './log.js';
 import { RtNode } from './node/node.js';
 import { sendFiles, isStoredStatus } from './dicom/scu.js';
 import { checkPipelineSettings } from './pipeline/preflight.js';
+import { runBatch, parseStages } from './batch/run.js';
 
 const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
 
@@ -15,6 +16,11 @@ const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
                       [--destination AE@HOST:PORT]... [--allow-caller AE]... [--stable-seconds S]
                       [--watch DIR]... [--max-workers N] [--seg-workers N] [--bind ADDR]
   rtpipeline send     --destination AE@HOST:PORT [--aet AE] FILES_OR_DIRS...
+  rtpipeline [run]    --dicom-root DIR [--outdir DIR] [--logs DIR] [--config FILE] [--stage NAME]...
+                      [--max-workers N] [--seg-workers N] [--segmentation-engine builtin|totalsegmentator|none]
+                      [--totalseg-device gpu|cpu|mps] [--totalseg-fast] [--no-totalseg-force-split]
+                      [--totalseg-roi-subset A,B] [--custom-structures FILE] [--force-redo] [-v]
+                      (stages: organize, segmentation, dvh)
   rtpipeline validate --config FILE
   rtpipeline demo     [--data-dir DIR] [--slices N] [--size N]   (a node + a synthetic thorax CT, end to end)
   rtpipeline doctor   [--json] [--config FILE]   (self-test: CPUs, cgroup limits, workers, timeouts, signals, tools, GPU, disk)
@@ -86,6 +92,59 @@ async function serve(args: string[]): Promise<number> {
   log.info({ config: file ?? '(built-in defaults)' }, 'starting rtpipeline node');
   await node.start();
   return new Promise<number>(() => undefined); // runs until a signal
+}
+
+const RUN_OPTIONS: ParseArgsConfig['options'] = {
+  'dicom-root': { type: 'string' },
+  outdir: { type: 'string' },
+  logs: { type: 'string' },
+  config: { type: 'string' },
+  stage: { type: 'string', multiple: true },
+  'max-workers': { type: 'string' },
+  'seg-workers': { type: 'string' },
+  'segmentation-engine': { type: 'string' },
+  'totalseg-device': { type: 'string' },
+  'totalseg-fast': { type: 'boolean' },
+  'totalseg-force-split': { type: 'boolean' },
+  'no-totalseg-force-split': { type: 'boolean' },
+  'totalseg-roi-subset': { type: 'string' },
+  'sequential-radiomics': { type: 'boolean' },
+  'radiomics-params': { type: 'string' },
+  'custom-structures': { type: 'string' },
+  'force-redo': { type: 'boolean' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+/** The batch pipeline over a folder tree (`rtpipeline [run] --dicom-root IN --outdir OUT --logs LOGS`). */
+async function runCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, RUN_OPTIONS);
+  if (values.help) return help();
+  if (values['totalseg-force-split'] && values['no-totalseg-force-split']) throw new UsageError('--totalseg-force-split and --no-totalseg-force-split contradict each other');
+  const { config } = loadConfig({ file: values.config as string | undefined, flags: values as Record<string, string | string[] | boolean | undefined> });
+  let stages;
+  try {
+    stages = parseStages(values.stage as string[] | undefined);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (stages.includes('organize') && !config.dicom_root) throw new UsageError('--dicom-root DIR is needed (the folder tree of DICOM files to process)');
+  await checkPipelineSettings(config);
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const logFile = path.join(path.resolve(config.logs_dir), `rtpipeline_${stamp}.log`);
+  const log = createLogger({ level: values.verbose ? 'debug' : undefined, file: logFile });
+  log.info({ dicomRoot: config.dicom_root, outdir: config.output_dir, logFile }, 'rtpipeline batch run');
+  const abort = new AbortController();
+  const onSignal = (signal: string) => {
+    log.warn({ signal }, 'stopping: running stages are cancelled, finished ones are kept (markers); run again to resume');
+    abort.abort('shutdown');
+  };
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  const result = await runBatch({ config, stages, forceRedo: values['force-redo'] === true, log, signal: abort.signal });
+  for (const c of result.courses.filter((x) => !x.ok)) process.stderr.write(`failed: ${c.patientId}/${c.courseId}: ${c.error}\n`);
+  process.stdout.write(`${result.courses.length - result.courses.filter((x) => !x.ok).length}/${result.courses.length} course(s) done; results in ${path.resolve(config.output_dir)}, log ${logFile}\n`);
+  return abort.signal.aborted ? 1 : result.exitCode;
 }
 
 async function validate(args: string[]): Promise<number> {
@@ -197,10 +256,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'doctor':
         return await doctor(rest);
       case 'run':
+        return await runCommand(rest);
       case 'radiomics':
         throw new UsageError(`"${cmd}" is not available in this version yet`);
       default:
-        if (cmd.startsWith('--dicom-root')) throw new UsageError('the batch pipeline (rtpipeline --dicom-root ...) is not available in this version yet');
+        // `rtpipeline --dicom-root IN ...` without a sub-command is `run` (contract).
+        if (cmd.startsWith('-')) return await runCommand(argv);
         throw new UsageError(`unknown command "${cmd}"`);
     }
   } catch (e) {

@@ -10,6 +10,7 @@ import { startNode, tempDir, type NodeHandle } from './helpers/node.js';
 import { storescu, echoscu } from './helpers/dcmtk.js';
 import { run, sleep } from './helpers/ports.js';
 import { processesWithMarker } from './helpers/processes.js';
+import { plannedPatient } from './helpers/planned-patient.js';
 import { writeCtSeries, type CtSeriesResult } from '../src/dicom/ct-series-writer.js';
 import { readCtSeries } from '../src/dicom/ct-series-reader.js';
 import { buildRtStruct, readRtStruct } from '../src/rt/rtstruct.js';
@@ -158,6 +159,23 @@ describe('pipeline engine in the node', () => {
       const rerun = await node.waitFor(async () => (await jobs(node)).find((j) => j.id === again.body.id && (j.state === 'done' || j.state === 'failed')), 60_000, 'the re-run');
       expect(rerun.generation).toBe(2);
       expect(rerun.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done']);
+    } finally {
+      expect(await node.stop()).toBe(0);
+    }
+  });
+
+  it('a study with a plan and a dose: course named by the plan month, DVH for the planning ROIs and RS_auto', async () => {
+    const planned = await plannedPatient(tempDir(), 'DVHNODE');
+    const node = await startNode({ configYaml: 'node:\n  stable_seconds: 0.5\n' });
+    try {
+      await sendStudy(node, [...planned.files, ...planned.rtFiles]);
+      const job = await node.waitFor(async () => (await jobs(node)).find((j) => j.state === 'done' || j.state === 'failed'), 60_000, 'study job');
+      expect(job.error).toBeNull();
+      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'dvh:done']);
+      expect(job.result.courseId).toBe('2025-03');
+      const rows = readFileSync(path.join(job.result.courseDir, 'dvh_metrics.csv'), 'utf8').split('\r\n');
+      expect(rows.some((r) => r.startsWith('DVHNODE,2025-03,PTV,1,Manual,'))).toBe(true);
+      expect(rows.some((r) => /^DVHNODE,2025-03,BODY(__partial)?,\d+,RS_auto,/.test(r))).toBe(true);
     } finally {
       expect(await node.stop()).toBe(0);
     }

@@ -31,7 +31,8 @@ interface OverridableKey {
   flag: string;
   env: string[];
   path: Path;
-  kind: 'string' | 'number' | 'list' | 'destinations';
+  /** `true`/`false`: a boolean flag that sets the key to that value when given. */
+  kind: 'string' | 'number' | 'list' | 'destinations' | true | false;
 }
 
 export const OVERRIDABLE: OverridableKey[] = [
@@ -47,9 +48,24 @@ export const OVERRIDABLE: OverridableKey[] = [
   { flag: 'watch', env: ['RTPIPELINE_WATCH'], path: ['node', 'watch'], kind: 'list' },
   { flag: 'max-workers', env: ['RTPIPELINE_MAX_WORKERS', 'RTPIPELINE_WORKERS'], path: ['max_workers'], kind: 'number' },
   { flag: 'seg-workers', env: ['RTPIPELINE_SEG_WORKERS'], path: ['seg_workers'], kind: 'number' },
+  // The batch command's flags (no variables of their own: the config file or the flag).
+  { flag: 'dicom-root', env: [], path: ['dicom_root'], kind: 'string' },
+  { flag: 'outdir', env: [], path: ['output_dir'], kind: 'string' },
+  { flag: 'logs', env: [], path: ['logs_dir'], kind: 'string' },
+  { flag: 'segmentation-engine', env: [], path: ['segmentation', 'engine'], kind: 'string' },
+  { flag: 'totalseg-device', env: [], path: ['segmentation', 'device'], kind: 'string' },
+  { flag: 'totalseg-fast', env: [], path: ['segmentation', 'fast'], kind: true },
+  { flag: 'totalseg-force-split', env: [], path: ['segmentation', 'force_split'], kind: true },
+  { flag: 'no-totalseg-force-split', env: [], path: ['segmentation', 'force_split'], kind: false },
+  { flag: 'totalseg-roi-subset', env: [], path: ['segmentation', 'roi_subset'], kind: 'list' },
+  { flag: 'custom-structures', env: [], path: ['custom_structures'], kind: 'string' },
+  { flag: 'radiomics-params', env: [], path: ['radiomics', 'params_file'], kind: 'string' },
+  { flag: 'sequential-radiomics', env: [], path: ['radiomics', 'sequential'], kind: true },
 ];
 
-function convert(key: OverridableKey, raw: string | string[], origin: Origin): unknown {
+function convert(key: OverridableKey, raw: string | string[] | boolean, origin: Origin): unknown {
+  if (typeof key.kind === 'boolean') return key.kind;
+  if (typeof raw === 'boolean') throw new ConfigError(`--${origin.name} needs a value`);
   const where = origin.kind === 'flag' ? `--${origin.name}` : `environment variable ${origin.name}`;
   const items = (Array.isArray(raw) ? raw : [raw]).flatMap((s) => s.split(/[,\s]+/)).filter((s) => s.length > 0);
   switch (key.kind) {
@@ -75,7 +91,7 @@ function convert(key: OverridableKey, raw: string | string[], origin: Origin): u
 }
 
 /** Overrides from flags and environment; flags win because they are applied last. */
-export function collectOverrides(flags: Record<string, string | string[] | undefined>, env: NodeJS.ProcessEnv): Override[] {
+export function collectOverrides(flags: Record<string, string | string[] | boolean | undefined>, env: NodeJS.ProcessEnv): Override[] {
   const out: Override[] = [];
   for (const key of OVERRIDABLE) {
     const envName = key.env.find((n) => env[n] !== undefined && env[n] !== '');
@@ -86,7 +102,7 @@ export function collectOverrides(flags: Record<string, string | string[] | undef
   }
   for (const key of OVERRIDABLE) {
     const v = flags[key.flag];
-    if (v === undefined) continue;
+    if (v === undefined || v === false) continue;
     const origin: Origin = { kind: 'flag', name: key.flag };
     out.push({ path: key.path, value: convert(key, v, origin), origin });
   }
@@ -163,7 +179,7 @@ function describeIssue(issue: z.core.$ZodIssue, file: string | undefined, yaml: 
 export interface LoadOptions {
   /** Path of the YAML file; when absent, RTPIPELINE_CONFIGFILE, else the built-in defaults alone. */
   file?: string;
-  flags?: Record<string, string | string[] | undefined>;
+  flags?: Record<string, string | string[] | boolean | undefined>;
   env?: NodeJS.ProcessEnv;
 }
 

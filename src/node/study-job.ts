@@ -12,6 +12,8 @@ import { runCourse, type PlannedStage } from '../pipeline/course-pipeline.js';
 import type { OrganizeInput } from '../pipeline/stages/organize.js';
 import type { SegmentationInput, SegmentationResult } from '../pipeline/stages/segmentation.js';
 import type { StageName } from '../pipeline/stage-names.js';
+import type { DvhInput } from '../pipeline/stages/dvh.js';
+import { scanFiles } from '../organize/scan.js';
 
 export interface StudyJobDeps {
   index: IndexDb;
@@ -46,7 +48,9 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     if (!study) throw new Error(`study ${job.study_uid} is not in the index`);
     const series = deps.index.seriesOfStudy(job.study_uid);
     const instances = deps.index.instancesOfStudy(job.study_uid);
-    const { dir, courseId } = await courseDirFor(deps.outputDir, study);
+    const byClass = (uid: string) => instances.filter((i) => i.sop_class_uid === uid).map((i) => i.path);
+    const planDates = (await scanFiles(byClass(SOP_CLASS.RtPlan))).instances.map((p) => (p.rt?.kind === 'plan' ? p.rt.date : '')).filter(Boolean).sort();
+    const { dir, courseId } = await courseDirFor(deps.outputDir, study, { earliestPlanDate: planDates[0] });
     const label = `${study.patient_id}/${courseId}`;
     const queued: number[] = [];
     if (deps.forward) {
@@ -78,6 +82,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
         stage: 'organize',
         key: contentKey,
         input: (): OrganizeInput => ({
+          kind: 'study',
           courseDir: dir,
           courseId,
           metadata: {
@@ -123,6 +128,10 @@ export function studyJob(deps: StudyJobDeps): StageFn {
         }),
       },
     ];
+    // The DVH when the study brings a dose (its plan links are decided from the course's objects).
+    if (byClass(SOP_CLASS.RtDose).length > 0) {
+      stages.push({ stage: 'dvh', key: contentKey, input: (): DvhInput => ({ courseDir: dir, patientId: study.patient_id, courseId }) });
+    }
     const { outcomes, results } = await runCourse({ pool: deps.pool, courseDir: dir, label, stages, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo });
     const segmentation = results.segmentation as SegmentationResult;
     if ('rsAuto' in segmentation) {

@@ -1,6 +1,6 @@
 /** A course folder of the contract's output layout: `<out>/<PatientID>/<CourseID>`. */
 import path from 'node:path';
-import { existsSync, readFileSync, promises as fsp } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, promises as fsp } from 'node:fs';
 import { writeFileAtomic } from '../store/durable-fs.js';
 
 /** Characters that cannot appear in a path component taken from a DICOM identifier. */
@@ -16,15 +16,27 @@ function isoDate(da: string): string | undefined {
 }
 
 /**
- * The course folder of a study: CourseID is the study date (the daemon has no plan yet), `_2`, `_3`
- * when another study of the patient has that date. The folder's case_metadata.json names its study.
+ * The course folder of a study (contract): CourseID is `YYYY-MM` of the earliest plan date when the
+ * study has a plan, else the study date `YYYY-MM-DD`; `_2`, `_3` when another study of the patient
+ * has that ID. The folder's case_metadata.json names its study.
  */
 export async function courseDirFor(
   outputDir: string,
   study: { patient_id: string; study_uid: string; study_date: string },
+  opts: { earliestPlanDate?: string } = {},
 ): Promise<{ dir: string; courseId: string }> {
-  const base = isoDate(study.study_date) ?? sanitizeId(study.study_uid);
   const patientDir = path.join(outputDir, sanitizeId(study.patient_id));
+  // A study keeps its folder once it has one (e.g. its plan and dose arrive after the CT).
+  if (existsSync(patientDir)) {
+    for (const name of readdirSync(patientDir).sort()) {
+      const meta = caseMetadataPath(path.join(patientDir, name));
+      if (existsSync(meta) && (JSON.parse(readFileSync(meta, 'utf8')) as { studyInstanceUid?: string }).studyInstanceUid === study.study_uid) {
+        return { dir: path.join(patientDir, name), courseId: name };
+      }
+    }
+  }
+  const planMonth = opts.earliestPlanDate && isoDate(opts.earliestPlanDate)?.slice(0, 7);
+  const base = planMonth || (isoDate(study.study_date) ?? sanitizeId(study.study_uid));
   for (let n = 1; ; n++) {
     const courseId = n === 1 ? base : `${base}_${n}`;
     const dir = path.join(patientDir, courseId);

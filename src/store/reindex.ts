@@ -1,7 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { readHeader, readPart10Meta, NeedMoreBytes } from '../dicom/header.js';
-import { isExplicitVr } from '../dicom/transfer-syntax.js';
+import { readPart10Header } from '../dicom/header-file.js';
 import type { IndexDb } from './index-db.js';
 import type { StoreLayout } from './instance-store.js';
 import type { Logger } from '../log.js';
@@ -10,29 +9,6 @@ export interface ReindexResult {
   scanned: number;
   added: number;
   unreadable: string[];
-}
-
-/** Reads the identifying header of a stored Part 10 file (first 1 MiB, more if needed). */
-async function readStoredHeader(file: string) {
-  const h = await fsp.open(file, 'r');
-  try {
-    let size = 1 << 20;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(size);
-      const { bytesRead } = await h.read(buf, 0, size, 0);
-      const data = buf.subarray(0, bytesRead);
-      try {
-        const meta = readPart10Meta(data);
-        const header = readHeader(data.subarray(meta.datasetOffset), isExplicitVr(meta.transferSyntaxUid), bytesRead < size);
-        return { meta, header };
-      } catch (e) {
-        if (!(e instanceof NeedMoreBytes) || bytesRead < size || size >= 64 << 20) throw e;
-        size *= 4;
-      }
-    }
-  } finally {
-    await h.close();
-  }
 }
 
 /**
@@ -54,7 +30,7 @@ export async function reindex(layout: StoreLayout, index: IndexDb, log: Logger, 
         const file = path.join(dir, name);
         if (index.getInstance(name.slice(0, -4))?.path === file) continue;
         try {
-          const { meta, header } = await readStoredHeader(file);
+          const { meta, header } = await readPart10Header(file);
           const stat = await fsp.stat(file);
           index.recordInstance({
             header,

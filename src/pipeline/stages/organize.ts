@@ -6,8 +6,11 @@
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { sanitizeId, updateCaseMetadata } from '../course.js';
+import { organizeTree, type OrganizeResult as OrganizeTreeResult } from '../../organize/organize.js';
+import type { StageContext } from '../job-host.js';
 
 export interface OrganizeInput {
+  kind: 'study';
   courseDir: string;
   courseId: string;
   metadata: Record<string, unknown>;
@@ -49,4 +52,30 @@ export async function organizeStudy(input: OrganizeInput): Promise<OrganizeResul
   }
   await updateCaseMetadata(input.courseDir, { ...input.metadata, courseId: input.courseId, dicom: byModality });
   return { courseDir: input.courseDir, courseId: input.courseId, linked, copied, byModality };
+}
+
+/** The batch form: a whole folder tree, indexed and sorted into course folders (src/organize). */
+export interface OrganizeTreeInput {
+  kind: 'tree';
+  dicomRoot: string;
+  outDir: string;
+  concurrency?: number;
+}
+
+export async function organizeStage(input: OrganizeInput | OrganizeTreeInput, ctx: StageContext): Promise<OrganizeResult | OrganizeTreeResult> {
+  if (input.kind === 'study') return organizeStudy(input);
+  let lastLog = 0;
+  const result = await organizeTree({
+    dicomRoot: input.dicomRoot,
+    outDir: input.outDir,
+    concurrency: input.concurrency,
+    onProgress: (p) => {
+      if (Date.now() - lastLog < 5000) return;
+      lastLog = Date.now();
+      ctx.log.info(p, `organize: ${p.phase} ${p.done}/${p.total}`);
+    },
+  });
+  for (const f of result.skippedFiles.slice(0, 50)) ctx.log.warn({ file: f.path, reason: f.reason }, 'not DICOM or not readable: skipped');
+  for (const w of result.warnings) ctx.log.warn(w);
+  return result;
 }

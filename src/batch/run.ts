@@ -1,0 +1,203 @@
+/**
+ * The batch command (`rtpipeline --dicom-root IN --outdir OUT --logs LOGS`): organize the tree into
+ * course folders, then run the course stages of every course through the same stage pool, markers
+ * and stages as the daemon. A failing course is recorded and the others go on; the exit code is 1
+ * when any course failed. Cohort tables go to `<outdir>/_RESULTS/`.
+ */
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { existsSync, promises as fsp } from 'node:fs';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import { StagePool } from '../pipeline/stage-pool.js';
+import { runCourse, type PlannedStage, type StageOutcome } from '../pipeline/course-pipeline.js';
+import { AVAILABLE_STAGES, STAGES, type StageName } from '../pipeline/stage-names.js';
+import type { OrganizeTreeInput } from '../pipeline/stages/organize.js';
+import type { OrganizeResult } from '../organize/organize.js';
+import type { SegmentationInput } from '../pipeline/stages/segmentation.js';
+import type { DvhInput } from '../pipeline/stages/dvh.js';
+import { caseMetadataPath, updateCaseMetadata } from '../pipeline/course.js';
+import { readPart10Header } from '../dicom/header-file.js';
+import { usableCpusSync } from '../system/cpus.js';
+import { resolveWorkers } from '../system/workers.js';
+import { ProgressBar } from './progress.js';
+import { writeCohortResults } from './results.js';
+
+export interface BatchOptions {
+  config: Config;
+  /** Stages to run (contract order); default: every stage this version has. */
+  stages: readonly StageName[];
+  forceRedo: boolean;
+  log: Logger;
+  progress?: ProgressBar;
+  signal?: AbortSignal;
+}
+
+export interface CourseOutcome {
+  patientId: string;
+  courseId: string;
+  dir: string;
+  ok: boolean;
+  error?: string;
+  stages: { stage: StageName; status: StageOutcome['status'] | 'failed'; ms: number }[];
+}
+
+export interface BatchResult {
+  courses: CourseOutcome[];
+  exitCode: 0 | 1;
+}
+
+interface CourseRef {
+  patientId: string;
+  courseId: string;
+  dir: string;
+}
+
+export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
+  const { config, log } = opts;
+  const outDir = path.resolve(config.output_dir);
+  const cpus = usableCpusSync();
+  const workers = resolveWorkers({ env: {}, configMaxWorkers: config.max_workers, configSegWorkers: config.seg_workers, usable: cpus.count });
+  for (const w of workers.warnings) log.warn(w);
+  log.info({ usableCpus: cpus.count, cpuLimit: cpus.source, maxWorkers: workers.maxWorkers, segWorkers: workers.segWorkers, stages: opts.stages }, 'batch run');
+  const pool = new StagePool({ maxWorkers: workers.maxWorkers, segWorkers: workers.segWorkers, graceMs: config.node.shutdown_grace_seconds * 1000, log });
+  const progress = opts.progress ?? new ProgressBar(0);
+  try {
+    let courses: CourseRef[];
+    if (opts.stages.includes('organize')) {
+      if (!config.dicom_root) throw new Error('the organize stage needs --dicom-root (or dicom_root in the config)');
+      progress.status(`organize ${config.dicom_root}`);
+      const input: OrganizeTreeInput = { kind: 'tree', dicomRoot: path.resolve(config.dicom_root), outDir };
+      const organized = await pool.run<OrganizeResult>('organize', input, { log, signal: opts.signal });
+      log.info({ courses: organized.courses.length, scannedFiles: organized.scannedFiles, skippedFiles: organized.skippedFiles.length, unassigned: organized.unassigned.length }, 'organize done');
+      courses = organized.courses.map((c) => ({ patientId: c.patientId, courseId: c.courseId, dir: c.dir }));
+    } else {
+      courses = await existingCourses(outDir);
+      if (courses.length === 0) throw new Error(`no organized courses in ${outDir}: run the organize stage first (or without --stage)`);
+    }
+    progress.setTotal(courses.length);
+    const courseStages = opts.stages.filter((s) => s !== 'organize');
+    const outcomes = await Promise.all(courses.map((c) => runOneCourse(c, courseStages, pool, opts, progress)));
+    await writeCohortResults(outDir, outcomes, log);
+    const failed = outcomes.filter((o) => !o.ok);
+    progress.finish();
+    log.info({ courses: outcomes.length, failed: failed.length }, failed.length > 0 ? `${failed.length} of ${outcomes.length} course(s) failed` : `all ${outcomes.length} course(s) done`);
+    return { courses: outcomes, exitCode: failed.length > 0 ? 1 : 0 };
+  } finally {
+    await pool.stop();
+  }
+}
+
+/** Course folders of an earlier organize: `<out>/<patient>/<course>/case_metadata.json`. */
+async function existingCourses(outDir: string): Promise<CourseRef[]> {
+  const out: CourseRef[] = [];
+  if (!existsSync(outDir)) return out;
+  for (const p of (await fsp.readdir(outDir, { withFileTypes: true })).filter((d) => d.isDirectory() && !d.name.startsWith('_'))) {
+    for (const c of (await fsp.readdir(path.join(outDir, p.name), { withFileTypes: true })).filter((d) => d.isDirectory())) {
+      const dir = path.join(outDir, p.name, c.name);
+      if (!existsSync(caseMetadataPath(dir))) continue;
+      const meta = JSON.parse(await fsp.readFile(caseMetadataPath(dir), 'utf8')) as { patientId?: string; courseId?: string };
+      out.push({ patientId: meta.patientId ?? p.name, courseId: meta.courseId ?? c.name, dir });
+    }
+  }
+  return out.sort((a, b) => a.dir.localeCompare(b.dir));
+}
+
+async function filesIn(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  return (await fsp.readdir(dir)).filter((f) => f.endsWith('.dcm')).sort().map((f) => path.join(dir, f));
+}
+
+async function runOneCourse(c: CourseRef, stages: readonly StageName[], pool: StagePool, opts: BatchOptions, progress: ProgressBar): Promise<CourseOutcome> {
+  const label = `${c.patientId}/${c.courseId}`;
+  const log = opts.log.child({ patientId: c.patientId, courseId: c.courseId });
+  try {
+    const planned = await planCourse(c, stages, opts.config);
+    const { outcomes } = await runCourse({
+      pool,
+      courseDir: c.dir,
+      label,
+      stages: planned.map((p) => ({ ...p, input: (r) => (progress.status(`${p.stage} ${label}`), p.input(r)) })),
+      forceRedo: opts.forceRedo,
+      log,
+      signal: opts.signal,
+      heartbeatSeconds: opts.config.heartbeat_seconds,
+    });
+    const stagesDone = outcomes.map((o) => ({ stage: o.stage, status: o.status, ms: o.ms }));
+    await updateCaseMetadata(c.dir, { pipeline: { ok: true, stages: stagesDone } });
+    progress.tick(true);
+    return { ...c, ok: true, stages: stagesDone };
+  } catch (e) {
+    const error = (e as Error).message;
+    log.error({ err: error }, `course ${label} failed`);
+    await updateCaseMetadata(c.dir, { pipeline: { ok: false, error } }).catch(() => undefined);
+    progress.tick(false);
+    return { ...c, ok: false, error, stages: [] };
+  }
+}
+
+/** The course stages with their inputs and keys (what their outputs depend on). */
+async function planCourse(c: CourseRef, stages: readonly StageName[], config: Config): Promise<PlannedStage[]> {
+  const ctFiles = await filesIn(path.join(c.dir, 'DICOM', 'CT'));
+  const rtstructs = await filesIn(path.join(c.dir, 'DICOM', 'RTSTRUCT'));
+  const contentKey = createHash('sha256').update([...ctFiles, ...rtstructs].map((f) => path.basename(f)).join('\n')).digest('hex').slice(0, 16);
+  const out: PlannedStage[] = [];
+  for (const stage of stages) {
+    if (stage === 'segmentation') {
+      const settingsKey = createHash('sha256').update(JSON.stringify([config.segmentation, config.custom_structures])).digest('hex').slice(0, 16);
+      const input = await segmentationInput(c, ctFiles, rtstructs, config);
+      out.push({ stage, key: `${contentKey}:${settingsKey}`, input: () => input });
+    } else if (stage === 'dvh') {
+      // The DVH depends on the doses and plans too; a re-run segmentation invalidates it anyway.
+      const doses = [...(await filesIn(path.join(c.dir, 'DICOM', 'RTDOSE'))), ...(await filesIn(path.join(c.dir, 'DICOM', 'RTPLAN')))];
+      const key = createHash('sha256').update([contentKey, ...doses.map((f) => path.basename(f))].join('\n')).digest('hex').slice(0, 16);
+      const input: DvhInput = { courseDir: c.dir, patientId: c.patientId, courseId: c.courseId };
+      out.push({ stage, key, input: () => input });
+    } else {
+      throw new Error(`stage ${stage} is not available in this version`);
+    }
+  }
+  return out;
+}
+
+async function segmentationInput(c: CourseRef, ctFiles: string[], rtstructs: string[], config: Config): Promise<SegmentationInput> {
+  const base = {
+    engine: config.segmentation.engine,
+    settings: config.segmentation,
+    customStructures: config.custom_structures && path.resolve(config.custom_structures),
+    manualRtstruct: rtstructs[0],
+    segWorkers: Math.max(1, config.seg_workers ?? 1),
+    graceSeconds: Math.min(10, config.node.shutdown_grace_seconds / 2),
+  };
+  if (ctFiles.length === 0) return base;
+  const { header } = await readPart10Header(ctFiles[0]);
+  return {
+    ...base,
+    ct: {
+      ctFiles,
+      courseDir: c.dir,
+      study: {
+        studyInstanceUid: header.studyInstanceUid,
+        seriesInstanceUid: header.seriesInstanceUid,
+        frameOfReferenceUid: header.frameOfReferenceUid ?? '',
+        patientId: header.patientId,
+        patientName: header.patientName,
+        studyDate: header.studyDate,
+        studyTime: header.studyTime,
+        accessionNumber: header.accessionNumber,
+      },
+      seed: `rtpipeline-batch-v1:${header.studyInstanceUid}:${header.seriesInstanceUid}:${ctFiles.length}`,
+    },
+  };
+}
+
+/** `--stage` values, checked: unknown names and stages of later versions are usage errors. */
+export function parseStages(values: readonly string[] | undefined): StageName[] {
+  if (!values || values.length === 0) return [...AVAILABLE_STAGES];
+  const names = values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!(STAGES as readonly string[]).includes(n)) throw new RangeError(`unknown stage "${n}" (stages: ${STAGES.join(', ')})`);
+    if (!AVAILABLE_STAGES.includes(n as StageName)) throw new RangeError(`stage "${n}" is not available in this version (available: ${AVAILABLE_STAGES.join(', ')})`);
+  }
+  return STAGES.filter((s) => names.includes(s));
+}
