@@ -1,13 +1,14 @@
 /**
- * Benchmark entry point (`npm run bench`): runs every bench (ingest, then segment) and prints one
- * final `BENCH_RESULT {"ingest": {...}, "segment": {...}}` JSON line. BENCH_ONLY=ingest or
- * BENCH_ONLY=segment runs just that one. Exits non-zero only on errors; a missed target is reported
+ * Benchmark entry point (`npm run bench`): runs every bench (ingest, segment, dvh, organize) and
+ * prints one final `BENCH_RESULT {"ingest": {...}, ...}` JSON line. BENCH_ONLY=<name> runs just that one. Exits non-zero only on errors; a missed target is reported
  * as MISS in the output, not as a failure.
  */
 import { abortIngestBench, ingestBench, type IngestResult } from './ingest.js';
 import { abortSegmentBench, segmentBench, type SegmentResult } from './segment.js';
+import { dvhBench, type DvhBenchResult } from './dvh.js';
+import { abortOrganizeBench, runOrganizeBench, type OrganizeBenchResult } from './organize.js';
 
-const BENCHES = ['ingest', 'segment'] as const;
+const BENCHES = ['ingest', 'segment', 'dvh', 'organize'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 // On Ctrl-C / SIGTERM still stop the children and delete the temp folders before exiting.
@@ -16,6 +17,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     aborting = true;
     console.error(`\n${signal}: stopping children and removing the temp folder`);
+    abortOrganizeBench();
     void Promise.allSettled([abortIngestBench(), abortSegmentBench()]).finally(() => process.exit(130));
   });
 }
@@ -29,11 +31,19 @@ function selected(): BenchName[] {
 
 async function main(): Promise<void> {
   const benches = selected();
-  const result: { ingest?: IngestResult; segment?: SegmentResult } = {};
+  const result: { ingest?: IngestResult; segment?: SegmentResult; dvh?: DvhBenchResult; organize?: OrganizeBenchResult } = {};
   if (benches.includes('ingest')) result.ingest = await ingestBench();
   if (benches.includes('segment')) {
     if (result.ingest) console.log('');
     result.segment = await segmentBench();
+  }
+  if (benches.includes('dvh')) {
+    console.log('');
+    result.dvh = await dvhBench();
+  }
+  if (benches.includes('organize')) {
+    console.log('');
+    result.organize = await runOrganizeBench();
   }
   console.log(`\nBENCH_RESULT ${JSON.stringify(result)}`);
 }
