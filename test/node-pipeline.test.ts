@@ -181,6 +181,25 @@ describe('pipeline engine in the node', () => {
     }
   });
 
+  it('plan and dose arriving after the CT reopen the study: same course folder, segmentation kept, DVH computed', async () => {
+    const planned = await plannedPatient(tempDir(), 'LATEDOSE');
+    const node = await startNode({ configYaml: 'node:\n  stable_seconds: 0.5\n' });
+    try {
+      await sendStudy(node, planned.files);
+      const first = await node.waitFor(async () => (await jobs(node)).find((j) => j.state === 'done'), 60_000, 'CT job');
+      expect(first.result.stages.map((s: any) => s.stage)).toEqual(['organize', 'segmentation']);
+      await sendStudy(node, planned.rtFiles);
+      const second = await node.waitFor(async () => (await jobs(node)).find((j) => j.generation === 2 && (j.state === 'done' || j.state === 'failed')), 60_000, 'reopened job');
+      expect(second.error).toBeNull();
+      expect(second.result.courseDir).toBe(first.result.courseDir);
+      // New objects: organize again; a planning RTSTRUCT arrived too (an input of RS_custom), so segmentation runs again.
+      expect(second.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'dvh:done']);
+      expect(existsSync(path.join(second.result.courseDir, 'dvh_metrics.csv'))).toBe(true);
+    } finally {
+      expect(await node.stop()).toBe(0);
+    }
+  });
+
   it('a hung tool is killed with its whole tree at TOTALSEG_TIMEOUT; the job fails with the reason; the node goes on', async () => {
     const marker = `rtp-hang-${randomUUID()}`;
     const node = await startNode({ configYaml: config({ command: path.join(BIN, 'TotalSegmentator-hang') }), env: { TOTALSEG_TIMEOUT: '2', RTP_TEST_MARKER: marker } });

@@ -72,10 +72,10 @@ export function studyJob(deps: StudyJobDeps): StageFn {
       : undefined;
     // What each stage's output depends on: the same study content and settings = nothing to redo.
     // The instances themselves (not the generation): a re-run request keeps the stages it does not force.
-    const contentKey = createHash('sha256')
-      .update(instances.map((i) => `${i.sop_uid}:${i.size}`).sort().join('\n'))
-      .digest('hex')
-      .slice(0, 16);
+    const keyOf = (list: typeof instances) => createHash('sha256').update(list.map((i) => `${i.sop_uid}:${i.size}`).sort().join('\n')).digest('hex').slice(0, 16);
+    const contentKey = keyOf(instances);
+    // Segmentation reads the CT and the planning structure sets only: a dose arriving later keeps it.
+    const segmentationInputsKey = keyOf(instances.filter((i) => i.sop_class_uid === SOP_CLASS.CtImage || i.sop_class_uid === SOP_CLASS.RtStructureSet));
     const options = job.options ? (JSON.parse(job.options) as { forceRedo?: boolean | StageName[] }) : {};
     const stages: PlannedStage[] = [
       {
@@ -101,7 +101,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
       },
       {
         stage: 'segmentation',
-        key: `${contentKey}:${segmentationSettingsKey(deps)}`,
+        key: `${segmentationInputsKey}:${segmentationSettingsKey(deps)}`,
         input: (): SegmentationInput => ({
           engine: deps.segmentation.engine,
           settings: deps.segmentation,

@@ -7,7 +7,9 @@
 import type { Logger } from '../log.js';
 import type { StagePool } from './stage-pool.js';
 import type { StageName } from './stage-names.js';
-import { invalidateFrom, readMarker, writeMarker } from './stage-markers.js';
+import { createHash } from 'node:crypto';
+import { readMarker, removeMarker, writeMarker } from './stage-markers.js';
+import { STAGES } from './stage-names.js';
 
 export type StageResults = Partial<Record<StageName, unknown>>;
 
@@ -56,16 +58,31 @@ function forced(force: CourseRunOptions['forceRedo'], stage: StageName): boolean
 export async function runCourse(opts: CourseRunOptions): Promise<{ outcomes: StageOutcome[]; results: StageResults }> {
   const results: StageResults = {};
   const outcomes: StageOutcome[] = [];
-  for (const planned of opts.stages) {
-    const { stage } = planned;
+  const planned = new Map(opts.stages.map((p) => [p.stage, p]));
+  // Each marker's key chains the keys of the stages before it, so a stage runs again when its own
+  // inputs or any earlier stage's output changed; a stage not planned in this run (--stage)
+  // contributes the key of its last completion.
+  let chain = '';
+  for (const stage of STAGES) {
+    const p = planned.get(stage);
     const marker = await readMarker(opts.courseDir, stage);
-    if (marker && marker.key === planned.key && !forced(opts.forceRedo, stage)) {
+    if (!p) {
+      if (marker) chain = marker.key;
+      continue;
+    }
+    const key = createHash('sha256').update(`${chain}|${stage}|${p.key}`).digest('hex').slice(0, 24);
+    const force = forced(opts.forceRedo, stage);
+    if (marker && marker.key === key && !force) {
+      chain = key;
       results[stage] = marker.result;
       outcomes.push({ stage, status: 'skipped', ms: 0, result: marker.result });
       opts.log.info({ stage, finishedAt: marker.finishedAt }, `${stage} already done for ${opts.label}: skipped`);
       continue;
     }
-    await invalidateFrom(opts.courseDir, stage);
+    chain = key;
+    await removeMarker(opts.courseDir, stage);
+    // A forced run may change what it writes while its inputs stay the same: the stages after it run again too.
+    if (force) for (const later of STAGES.slice(STAGES.indexOf(stage) + 1)) await removeMarker(opts.courseDir, later);
     const started = Date.now();
     const beat = setInterval(
       () => opts.log.info({ stage, elapsedS: Math.round((Date.now() - started) / 1000) }, `Still processing ${stage} for ${opts.label} (${formatElapsed(Date.now() - started)})`),
@@ -74,13 +91,13 @@ export async function runCourse(opts: CourseRunOptions): Promise<{ outcomes: Sta
     opts.log.info({ stage }, `${stage} started for ${opts.label}`);
     let result: unknown;
     try {
-      result = await opts.pool.run(stage, planned.input(results), { log: opts.log, signal: opts.signal });
+      result = await opts.pool.run(stage, p.input(results), { log: opts.log, signal: opts.signal });
     } catch (e) {
       throw new StageFailedError(stage, e as Error, opts.label);
     } finally {
       clearInterval(beat);
     }
-    await writeMarker(opts.courseDir, stage, planned.key, result);
+    await writeMarker(opts.courseDir, stage, key, result);
     const ms = Date.now() - started;
     opts.log.info({ stage, ms }, `${stage} done for ${opts.label}`);
     results[stage] = result;

@@ -1,13 +1,13 @@
 /**
  * Per-stage completion markers in a course folder (`.rtpipeline/stages/<stage>.json`), written
- * atomically once the stage's outputs are durable. A stage whose marker carries the same input key
- * is not run again (resume after a crash or restart); a changed key (more instances arrived, other
- * engine) or `--force-redo` runs it again, and a re-run stage invalidates the stages after it.
+ * atomically once the stage's outputs are durable. A stage whose marker carries the same key is
+ * not run again (resume after a crash or restart); a changed key (more instances arrived, other
+ * engine, an earlier stage ran again: see runCourse) or `--force-redo` runs it again.
  */
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writeFileAtomic } from '../store/durable-fs.js';
-import { STAGES, type StageName } from './stage-names.js';
+import type { StageName } from './stage-names.js';
 
 export interface StageMarker {
   stage: StageName;
@@ -37,7 +37,7 @@ export async function writeMarker(courseDir: string, stage: StageName, key: stri
   await writeFileAtomic(file, JSON.stringify(marker, null, 2));
 }
 
-/** Removes the markers of `stage` and of every stage after it (their inputs are about to change). */
-export async function invalidateFrom(courseDir: string, stage: StageName): Promise<void> {
-  for (const s of STAGES.slice(STAGES.indexOf(stage))) await fsp.rm(markerPath(courseDir, s), { force: true });
+/** Removes a stage's marker before it runs again (a crash mid-stage must not leave the old one). */
+export async function removeMarker(courseDir: string, stage: StageName): Promise<void> {
+  await fsp.rm(markerPath(courseDir, stage), { force: true });
 }
