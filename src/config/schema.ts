@@ -17,126 +17,131 @@ export const aeTitle = z
 
 export const destinationSchema = z
   .object({
-    aet: aeTitle,
-    host: z.string().min(1),
-    port,
-    tls: z.boolean().default(false),
+    aet: aeTitle.describe('AE title of the destination (the PACS or TPS)'),
+    host: z.string().min(1).describe('Host name or IP address of the destination'),
+    port: port.describe('TCP port of the destination'),
+    tls: z.boolean().default(false).describe('DICOM TLS to this destination (system CAs plus NODE_EXTRA_CA_CERTS)'),
     /** Our AE title on associations to this destination (defaults to node.aet). */
-    calling_aet: aeTitle.optional(),
+    calling_aet: aeTitle.optional().describe('Our AE title on associations to this destination (default: node.aet)'),
   })
   .strict();
 
 export const nodeSchema = z
   .object({
-    aet: aeTitle.default('RTPIPELINE'),
-    dicom_port: port.default(11112),
-    http_port: port.default(8080),
+    aet: aeTitle.default('RTPIPELINE').describe('Our AE title, as configured in the PACS (--aet, RTPIPELINE_AET)'),
+    dicom_port: port.default(11112).describe('DICOM listen port (--dicom-port, RTPIPELINE_DICOM_PORT)'),
+    http_port: port.default(8080).describe('HTTP port: /health, /metrics, the API (--http-port, RTPIPELINE_HTTP_PORT)'),
     /** Interfaces to listen on. A hospital node listens on the network; tests pin 127.0.0.1. */
-    bind_address: z.string().min(1).default('0.0.0.0'),
-    http_bind_address: z.string().min(1).default('0.0.0.0'),
-    data_dir: z.string().min(1).default('./rtpipeline-data'),
+    bind_address: z.string().min(1).default('0.0.0.0').describe('DICOM listen address (--bind, RTPIPELINE_BIND sets both addresses)'),
+    http_bind_address: z.string().min(1).default('0.0.0.0').describe('HTTP listen address'),
+    data_dir: z.string().min(1).default('./rtpipeline-data').describe('store/, index.sqlite, quarantine/, output/ (--data-dir, RTPIPELINE_DATA_DIR)'),
     /** Calling AE titles allowed to associate; empty = anyone. */
-    allowed_callers: z.array(aeTitle).default([]),
+    allowed_callers: z.array(aeTitle).default([]).describe('Calling AE titles allowed to associate; empty = anyone (--allow-caller)'),
     /** Refuse associations addressed to another AE title (PACS misconfiguration shows early). */
-    check_called_aet: z.boolean().default(true),
-    stable_seconds: z.number().positive().default(30),
-    watch: z.array(z.string().min(1)).default([]),
-    destinations: z.array(destinationSchema).default([]),
+    check_called_aet: z.boolean().default(true).describe('Refuse associations addressed to another AE title'),
+    stable_seconds: z.number().positive().default(30).describe('A study is complete after this many seconds without a new instance (--stable-seconds)'),
+    watch: z.array(z.string().min(1)).default([]).describe('Folders watched for DICOM files (--watch)'),
+    destinations: z.array(destinationSchema).default([]).describe('Where results (RS_auto.dcm) are sent (--destination AE@HOST:PORT)'),
     /** Routing mode: send every completed study, as received, to all destinations. */
-    forward: z.boolean().default(false),
+    forward: z.boolean().default(false).describe('Routing mode: send every completed study, as received, to all destinations'),
     tls: z
-      .object({ key: z.string(), cert: z.string(), ca: z.string().optional(), require_client_cert: z.boolean().default(false) })
+      .object({
+        key: z.string().describe('PEM private key file of the listener'),
+        cert: z.string().describe('PEM certificate file of the listener'),
+        ca: z.string().optional().describe('PEM CA bundle that client certificates must chain to'),
+        require_client_cert: z.boolean().default(false).describe('Refuse callers without a valid client certificate'),
+      })
       .strict()
       .nullable()
-      .default(null),
-    max_associations: positiveInt.default(16),
-    max_pdu_length: z.number().int().min(4096).max(4194304).default(262144),
+      .default(null).describe('Listener TLS: key and cert files, optional CA and client-certificate requirement; null = plain TCP'),
+    max_associations: positiveInt.default(16).describe('Concurrent associations; more get A-ASSOCIATE-RJ "local limit exceeded"'),
+    max_pdu_length: z.number().int().min(4096).max(4194304).default(262144).describe('Largest P-DATA PDU accepted, in bytes (announced to peers)'),
     /** Seconds without any PDU before an association is aborted. */
-    idle_timeout_seconds: z.number().positive().default(120),
+    idle_timeout_seconds: z.number().positive().default(120).describe('Seconds without any PDU before an association is aborted'),
     /** Seconds a new connection has to send its A-ASSOCIATE-RQ. */
-    association_timeout_seconds: z.number().positive().default(30),
+    association_timeout_seconds: z.number().positive().default(30).describe('Seconds a new connection has to send its A-ASSOCIATE-RQ'),
     /** Below this free space on the data dir, C-STORE answers Out of Resources (0xA700). */
-    min_free_disk_mb: z.number().nonnegative().default(1024),
+    min_free_disk_mb: z.number().nonnegative().default(1024).describe('Below this free space on the data dir, C-STORE answers Out of Resources (0xA700)'),
     /** Largest dataset accepted in one C-STORE: a bigger one is answered Out of Resources (0xA700);
      *  its bytes are read off the socket and dropped, never written. */
-    max_instance_mb: z.number().positive().default(4096),
+    max_instance_mb: z.number().positive().default(4096).describe('Largest dataset accepted in one C-STORE'),
     /** Outbound queue: exponential backoff between these bounds; give up (dead letter) after max_age. */
-    retry_initial_seconds: z.number().positive().default(5),
-    retry_max_seconds: z.number().positive().default(600),
-    retry_max_age_hours: z.number().positive().default(168),
+    retry_initial_seconds: z.number().positive().default(5).describe('Outbound queue: first retry delay (doubles, with jitter)'),
+    retry_max_seconds: z.number().positive().default(600).describe('Outbound queue: longest retry delay'),
+    retry_max_age_hours: z.number().positive().default(168).describe('Outbound queue: after this an item is a dead letter (visible in /api/outbound)'),
     /** Concurrent pipeline jobs run by the daemon. */
-    max_concurrent_jobs: positiveInt.default(1),
+    max_concurrent_jobs: positiveInt.default(1).describe('Concurrent study jobs run by the node'),
     /** On SIGTERM/SIGINT: how long running stages get to stop before their workers and tools are killed. */
-    shutdown_grace_seconds: z.number().nonnegative().default(20),
+    shutdown_grace_seconds: z.number().nonnegative().default(20).describe('On SIGTERM/SIGINT: how long running stages get before their workers and tools are killed'),
   })
   .strict();
 
 const segmentationSchema = z
   .object({
-    engine: z.enum(['builtin', 'totalsegmentator', 'none']).default('builtin'),
-    device: z.enum(['gpu', 'cpu', 'mps']).default('gpu'),
-    fast: z.boolean().default(false),
-    force_split: z.boolean().default(true),
-    roi_subset: z.array(z.string()).nullable().default(null),
+    engine: z.enum(['builtin', 'totalsegmentator', 'none']).default('builtin').describe('Segmentation engine (--segmentation-engine)'),
+    device: z.enum(['gpu', 'cpu', 'mps']).default('gpu').describe('TotalSegmentator device; gpu falls back to cpu when nvidia-smi finds no GPU (--totalseg-device)'),
+    fast: z.boolean().default(false).describe('TotalSegmentator --fast (--totalseg-fast)'),
+    force_split: z.boolean().default(true).describe('TotalSegmentator --force_split (--no-totalseg-force-split turns it off)'),
+    roi_subset: z.array(z.string()).nullable().default(null).describe('TotalSegmentator --roi_subset, e.g. [lung_upper_lobe_left, heart] (--totalseg-roi-subset)'),
     /** Further TotalSegmentator tasks run after the main one (e.g. lung_vessels, heartchambers_highres). */
-    extra_models: z.array(z.string()).default([]),
+    extra_models: z.array(z.string()).default([]).describe('Further TotalSegmentator tasks run after the main one, e.g. [lung_vessels]'),
     /** TotalSegmentator command: null/local, docker, docker:IMAGE, apptainer:IMAGE.sif, or a template. */
-    command: z.string().nullable().default(null),
+    command: z.string().nullable().default(null).describe('How TotalSegmentator runs: null (on PATH), docker, docker:IMAGE, apptainer:IMAGE.sif, or a template with {input} {output} {args}'),
     /** custom_model.yaml files of nnU-Net v2 models, run after the engine (any engine but none). */
-    custom_models: z.array(z.string()).default([]),
+    custom_models: z.array(z.string()).default([]).describe('custom_model.yaml files of nnU-Net v2 models, run after the engine'),
     /** When a GPU run of a tool fails, run it once more on the CPU. */
-    cpu_fallback: z.boolean().default(true),
+    cpu_fallback: z.boolean().default(true).describe('When a GPU run of a tool fails, run it once more on the CPU'),
     /** How the tools' input NIfTI is made: our writer, or dcm2niix from the CT files. */
-    input: z.enum(['writer', 'dcm2niix']).default('writer'),
+    input: z.enum(['writer', 'dcm2niix']).default('writer').describe('How the tools\' input NIfTI is made: our writer, or dcm2niix from the CT files'),
   })
   .strict();
 
 const radiomicsSchema = z
   .object({
-    enabled: z.boolean().default(true),
-    params_file: z.string().nullable().default(null),
-    sequential: z.boolean().default(false),
-    skip_rois: z.array(z.string()).default([]),
-    min_voxels: z.number().int().nonnegative().default(10),
-    max_voxels: z.number().int().positive().nullable().default(null),
+    enabled: z.boolean().default(true).describe('Run the radiomics stage'),
+    params_file: z.string().nullable().default(null).describe('pyradiomics-style parameter file (--radiomics-params)'),
+    sequential: z.boolean().default(false).describe('One ROI at a time (--sequential-radiomics)'),
+    skip_rois: z.array(z.string()).default([]).describe('ROI names left out of radiomics'),
+    min_voxels: z.number().int().nonnegative().default(10).describe('ROIs with fewer voxels are skipped'),
+    max_voxels: z.number().int().positive().nullable().default(null).describe('ROIs with more voxels are skipped; null = no limit'),
   })
   .strict();
 
 const robustnessSchema = z
   .object({
-    enabled: z.boolean().default(false),
-    modes: z.array(z.enum(['segmentation_perturbation'])).default(['segmentation_perturbation']),
+    enabled: z.boolean().default(false).describe('Run the radiomics robustness stage'),
+    modes: z.array(z.enum(['segmentation_perturbation'])).default(['segmentation_perturbation']).describe('Perturbation modes'),
     segmentation_perturbation: z
       .object({
-        apply_to_structures: z.array(z.string()).default([]),
-        intensity: z.enum(['mild', 'standard', 'aggressive']).default('standard'),
-        small_volume_changes: z.array(z.number()).default([-0.15, 0, 0.15]),
-        large_volume_changes: z.array(z.number()).default([-0.3, 0.3]),
-        max_translation_mm: z.number().nonnegative().default(4),
-        n_random_contour_realizations: z.number().int().nonnegative().default(2),
-        contour_randomization_mm: z.number().nonnegative().optional(),
-        noise_levels: z.array(z.number()).default([0, 10, 20]),
+        apply_to_structures: z.array(z.string()).default([]).describe('ROI names (or patterns) to perturb; empty = all'),
+        intensity: z.enum(['mild', 'standard', 'aggressive']).default('standard').describe('Preset strength of the perturbations'),
+        small_volume_changes: z.array(z.number()).default([-0.15, 0, 0.15]).describe('Relative volume changes for small ROIs'),
+        large_volume_changes: z.array(z.number()).default([-0.3, 0.3]).describe('Relative volume changes for large ROIs'),
+        max_translation_mm: z.number().nonnegative().default(4).describe('Largest rigid translation of an ROI, in mm'),
+        n_random_contour_realizations: z.number().int().nonnegative().default(2).describe('Random contour realizations per ROI'),
+        contour_randomization_mm: z.number().nonnegative().optional().describe('Amplitude of the random contour changes, in mm'),
+        noise_levels: z.array(z.number()).default([0, 10, 20]).describe('Image noise levels, in HU'),
       })
       .strict()
-      .prefault({}),
-    thresholds: z.record(z.string(), z.unknown()).default({}),
+      .prefault({}).describe('Segmentation perturbation settings'),
+    thresholds: z.record(z.string(), z.unknown()).default({}).describe('ICC/CoV thresholds for the robustness labels'),
   })
   .strict();
 
 export const configSchema = z
   .object({
-    dicom_root: z.string().nullable().default(null),
-    output_dir: z.string().default('./Data_Organized'),
-    logs_dir: z.string().default('./Logs'),
-    max_workers: positiveInt.nullable().default(null),
-    seg_workers: positiveInt.nullable().default(null),
+    dicom_root: z.string().nullable().default(null).describe('Batch: the folder tree of DICOM files (--dicom-root)'),
+    output_dir: z.string().default('./Data_Organized').describe('Batch: output folder (--outdir)'),
+    logs_dir: z.string().default('./Logs').describe('Batch: log folder (--logs)'),
+    max_workers: positiveInt.nullable().default(null).describe('Stages run at once; null = usable CPUs - 1, cgroup- and affinity-aware (--max-workers, RTPIPELINE_MAX_WORKERS)'),
+    seg_workers: positiveInt.nullable().default(null).describe('Segmentation stages run at once; null = 1 (--seg-workers)'),
     /** "Still processing <stage> for <patient>/<course> (<elapsed>)" every so many seconds. */
-    heartbeat_seconds: z.number().positive().default(60),
-    segmentation: segmentationSchema.prefault({}),
-    custom_structures: z.string().nullable().default(null),
-    radiomics: radiomicsSchema.prefault({}),
-    radiomics_robustness: robustnessSchema.prefault({}),
-    node: nodeSchema.prefault({}),
+    heartbeat_seconds: z.number().positive().default(60).describe('Interval of the "Still processing ..." log line'),
+    segmentation: segmentationSchema.prefault({}).describe('Auto-segmentation'),
+    custom_structures: z.string().nullable().default(null).describe('YAML of boolean structures written to RS_custom.dcm (--custom-structures)'),
+    radiomics: radiomicsSchema.prefault({}).describe('Radiomics'),
+    radiomics_robustness: robustnessSchema.prefault({}).describe('Radiomics robustness'),
+    node: nodeSchema.prefault({}).describe('The DICOM node (rtpipeline serve)'),
   })
   .strict();
 
