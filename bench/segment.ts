@@ -258,7 +258,7 @@ export async function segmentBench(): Promise<SegmentResult> {
     const stepMedianMs: Record<string, number> = {};
     for (const k of stepNames) stepMedianMs[k] = median(reports.map((x) => x.result.timingsMs[k] ?? 0));
     const autoSegmentMedianMs = median(reports.map((x) => x.autoSegmentMs));
-    console.log(`\nours, per step (median of ${rounds} rounds, ms):`);
+    console.log(`\nours, per step (median of ${rounds} rounds, ms; the write_* run in the background, overlapping the others):`);
     for (const k of stepNames) console.log(`  ${k.padEnd(18)} ${String(Math.round(stepMedianMs[k])).padStart(6)}`);
     console.log(`  ${'autoSegment total'.padEnd(18)} ${String(Math.round(autoSegmentMedianMs)).padStart(6)}`);
     console.log(`  ${'process wall'.padEnd(18)} ${String(Math.round(med.ot * 1000)).padStart(6)}  (node startup, module loading and exit included)`);

@@ -75,11 +75,18 @@ const OUT_EDGES = (() => {
 
 const lowestBit = (x: number): number => 31 - Math.clz32(x & -x);
 
-/** Traces the voxel-edge boundary rings of one slice. Corner (ci, cj) sits at voxel (ci-0.5, cj-0.5). */
+/**
+ * Traces the voxel-edge boundary rings of one slice. Corner (ci, cj) sits at voxel (ci-0.5, cj-0.5).
+ * The corners with boundary edges are marked first, from a byte mask or from runs, and listed in
+ * scan order (cj, then ci); rings start at the first listed corner with an unused edge.
+ */
 class SliceTracer {
   private readonly w: number;
   /** Per corner: low nibble = unused outgoing edges, high nibble = all outgoing edges. */
   private readonly rem: Uint8Array;
+  /** The marked corners of the slice being traced, in scan order. */
+  private corners = new Int32Array(1024);
+  private cornerCount = 0;
   private buf = new Int32Array(1024);
 
   constructor(
@@ -91,20 +98,40 @@ class SliceTracer {
   }
 
   /** Rings of corner coordinates (ci, cj pairs, turning points only) of the slice at data offset `off`. */
-  trace(data: Uint8Array, off: number): Int32Array[] {
+  traceBytes(data: Uint8Array, off: number): Int32Array[] {
     const box = sliceBox(data, off, this.nx, this.ny);
     if (!box) return [];
-    const [i0, i1, j0, j1] = box;
     this.markEdges(data, off, box);
+    return this.traceMarked();
+  }
+
+  /** The same for slice k of a run-length mask: the work follows the runs, not the slice's area. */
+  traceRuns(m: RowRuns, k: number): Int32Array[] {
+    this.markRunEdges(m, k);
+    return this.traceMarked();
+  }
+
+  private traceMarked(): Int32Array[] {
     const rings: Int32Array[] = [];
     const rem = this.rem;
-    for (let cj = j0; cj <= j1 + 1; cj++) {
-      for (let c = cj * this.w + i0, end = cj * this.w + i1 + 1; c <= end; c++) {
-        while (rem[c] & 15) rings.push(this.traceRing(c));
-      }
-      rem.fill(0, cj * this.w + i0, cj * this.w + i1 + 2);
+    for (let n = 0; n < this.cornerCount; n++) {
+      const c = this.corners[n];
+      while (rem[c] & 15) rings.push(this.traceRing(c));
     }
+    for (let n = 0; n < this.cornerCount; n++) rem[this.corners[n]] = 0;
+    this.cornerCount = 0;
     return rings;
+  }
+
+  private mark(c: number, code: number): void {
+    const out = OUT_EDGES[code];
+    this.rem[c] = out | (out << 4);
+    if (this.cornerCount === this.corners.length) {
+      const bigger = new Int32Array(this.corners.length * 2);
+      bigger.set(this.corners);
+      this.corners = bigger;
+    }
+    this.corners[this.cornerCount++] = c;
   }
 
   /** Marching-squares case of every corner in the bounding box -> outgoing edges. */
@@ -119,8 +146,51 @@ class SliceTracer {
         let code = 0;
         if (below >= 0) code |= (l && data[below + ci - 1] ? 1 : 0) | (r && data[below + ci] ? 2 : 0);
         if (above >= 0) code |= (r && data[above + ci] ? 4 : 0) | (l && data[above + ci - 1] ? 8 : 0);
-        const out = OUT_EDGES[code];
-        this.rem[c] = out | (out << 4);
+        if (code !== 0 && code !== 15) this.mark(c, code);
+      }
+    }
+  }
+
+  /**
+   * Marks the corners of slice k from its runs. Along a corner row, between voxel rows B = cj-1 and
+   * A = cj, the pair (B(i), A(i)) only changes at run ends: a corner is on the boundary where the
+   * pair changes, and everywhere along a stretch where exactly one of the two rows is set.
+   */
+  private markRunEdges(m: RowRuns, k: number): void {
+    const { ny, w } = this;
+    const { rowFirst, start, end } = m;
+    for (let cj = 0; cj <= ny; cj++) {
+      // Runs of the row below (b..bEnd) and above (a..aEnd); an out-of-slice row has none.
+      let b = cj > 0 ? rowFirst[k * ny + cj - 1] : 0;
+      const bEnd = cj > 0 ? rowFirst[k * ny + cj] : 0;
+      let a = cj < ny ? rowFirst[k * ny + cj] : 0;
+      const aEnd = cj < ny ? rowFirst[k * ny + cj + 1] : 0;
+      if (a === aEnd && b === bEnd) continue;
+      let inB = 0;
+      let inA = 0;
+      let last = -1; // position of the previous breakpoint
+      const base = cj * w;
+      while (a < aEnd || b < bEnd) {
+        // Next breakpoint: the nearest run boundary in either row.
+        const nb = b < bEnd ? (inB ? end[b] : start[b]) : Infinity;
+        const na = a < aEnd ? (inA ? end[a] : start[a]) : Infinity;
+        const p = nb < na ? nb : na;
+        if (inA !== inB) for (let ci = last + 1; ci < p; ci++) this.mark(base + ci, inB * 3 + inA * 12);
+        let nextB = inB;
+        let nextA = inA;
+        if (nb === p) {
+          nextB = 1 - inB;
+          if (inB) b++;
+        }
+        if (na === p) {
+          nextA = 1 - inA;
+          if (inA) a++;
+        }
+        // bl = B(p-1), br = B(p), tr = A(p), tl = A(p-1).
+        this.mark(base + p, inB | (nextB << 1) | (nextA << 2) | (inA << 3));
+        inB = nextB;
+        inA = nextA;
+        last = p;
       }
     }
   }
@@ -186,11 +256,17 @@ function sliceBox(data: Uint8Array, off: number, nx: number, ny: number): number
  */
 function simplifyRing(ring: Int32Array, sx: number, sy: number, tolMm: number): number[] {
   const n = ring.length / 2;
-  const u = (p: number) => ring[2 * (p % n)] * sx;
-  const v = (p: number) => ring[2 * (p % n) + 1] * sy;
+  // Corner p in mm; index n is corner 0 again, which closes the ring.
+  const u = new Float64Array(n + 1);
+  const v = new Float64Array(n + 1);
+  for (let p = 0; p <= n; p++) {
+    const q = p === n ? 0 : p;
+    u[p] = ring[2 * q] * sx;
+    v[p] = ring[2 * q + 1] * sy;
+  }
   let far = 0, best = -1;
   for (let p = 1; p < n; p++) {
-    const d = (u(p) - u(0)) ** 2 + (v(p) - v(0)) ** 2;
+    const d = (u[p] - u[0]) ** 2 + (v[p] - v[0]) ** 2;
     if (d > best) (best = d), (far = p);
   }
   const keep = new Uint8Array(n + 1);
@@ -200,8 +276,9 @@ function simplifyRing(ring: Int32Array, sx: number, sy: number, tolMm: number): 
   while (stack.length) {
     const b = stack.pop()!, a = stack.pop()!;
     let m = -1, dmax = tol2;
+    const ax = u[a], ay = v[a], bx = u[b], by = v[b];
     for (let p = a + 1; p < b; p++) {
-      const d = segDist2(u(p), v(p), u(a), v(a), u(b), v(b));
+      const d = segDist2(u[p], v[p], ax, ay, bx, by);
       if (d > dmax) (dmax = d), (m = p);
     }
     if (m >= 0) {
@@ -237,7 +314,36 @@ export function maskToContours(mask: Mask, opts: MaskToContoursOptions = {}): Co
   const tracer = new SliceTracer(nx, ny);
   const result: Contour[][] = [];
   for (let k = 0; k < nz; k++) {
-    const rings = tracer.trace(mask.data, k * nx * ny);
+    const rings = tracer.traceBytes(mask.data, k * nx * ny);
+    result.push(rings.map((ring) => ringToContour(ring, k, tol, sx, sy, toPatient)));
+  }
+  return result;
+}
+
+/**
+ * A run-length mask (as src/segment/runs.ts makes): row r = j + k*ny holds the runs
+ * rowFirst[r] .. rowFirst[r+1]-1, each covering i in [start, end), sorted and separated.
+ */
+export interface RowRuns {
+  grid: Grid;
+  rowFirst: Int32Array;
+  start: Int32Array;
+  end: Int32Array;
+}
+
+/** maskToContours for a run-length mask: the same contours, at a cost that follows the boundary. */
+export function runsToContours(m: RowRuns, opts: MaskToContoursOptions = {}): Contour[][] {
+  const g = m.grid;
+  const [nx, ny, nz] = g.dims;
+  const [sx, sy] = g.spacingMm;
+  const tol = opts.toleranceMm ?? DEFAULT_TOLERANCE_FRACTION * Math.min(sx, sy);
+  if (!(tol >= 0)) throw new RangeError(`toleranceMm must be >= 0, got ${tol}`);
+  if (m.rowFirst.length !== ny * nz + 1) throw new RangeError('run mask rows do not match grid dims');
+  const toPatient = affineOf((i, j, k) => voxelToPatient(g, i, j, k));
+  const tracer = new SliceTracer(nx, ny);
+  const result: Contour[][] = [];
+  for (let k = 0; k < nz; k++) {
+    const rings = tracer.traceRuns(m, k);
     result.push(rings.map((ring) => ringToContour(ring, k, tol, sx, sy, toPatient)));
   }
   return result;

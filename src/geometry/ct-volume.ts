@@ -77,7 +77,8 @@ export function planCtVolume(slices: readonly CtSliceHeader[]): CtVolumePlan {
   return { grid, order };
 }
 
-/** Writes one slice's HU (stored * slope + intercept, rounded, clamped to int16) at `offset`. */
+/** Writes one slice's HU (stored * slope + intercept, rounded, clamped to int16) at `offset`. The
+ *  pixels may be a view of that very place in `out` (each value is read before it is written). */
 export function rescaleInto(out: Int16Array, offset: number, slice: CtSliceInput): void {
   const n = slice.rows * slice.columns;
   if (slice.pixels.length < n) {
@@ -86,30 +87,18 @@ export function rescaleInto(out: Int16Array, offset: number, slice: CtSliceInput
   const { buffer, byteOffset } = slice.pixels;
   const stored = slice.pixelRepresentation === 1 ? new Int16Array(buffer, byteOffset, n) : new Uint16Array(buffer, byteOffset, n);
   const { rescaleSlope: slope, rescaleIntercept: intercept } = slice;
+  const target = out.subarray(offset, offset + n);
+  if (slope === 1 && Number.isInteger(intercept)) {
+    // The usual CT (slope 1, integer intercept): integer arithmetic, no rounding.
+    for (let p = 0; p < n; p++) {
+      const hu = stored[p] + intercept;
+      target[p] = hu < -32768 ? -32768 : hu > 32767 ? 32767 : hu;
+    }
+    return;
+  }
   for (let p = 0; p < n; p++) {
     const hu = Math.round(stored[p] * slope + intercept);
-    out[offset + p] = hu < -32768 ? -32768 : hu > 32767 ? 32767 : hu;
-  }
-}
-
-/** Reorders whole slices in place so that slice k becomes old slice order[k]; needs one spare slice,
- *  which lets a reader fill slices in file order without holding a second copy of the volume. */
-export function permuteSlices(data: Int16Array, sliceLength: number, order: readonly number[]): void {
-  const done = new Uint8Array(order.length);
-  for (let start = 0; start < order.length; start++) {
-    if (done[start] || order[start] === start) continue;
-    const saved = data.slice(start * sliceLength, (start + 1) * sliceLength);
-    let target = start;
-    for (;;) {
-      done[target] = 1;
-      const source = order[target];
-      if (source === start) {
-        data.set(saved, target * sliceLength);
-        break;
-      }
-      data.copyWithin(target * sliceLength, source * sliceLength, (source + 1) * sliceLength);
-      target = source;
-    }
+    target[p] = hu < -32768 ? -32768 : hu > 32767 ? 32767 : hu;
   }
 }
 

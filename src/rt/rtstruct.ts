@@ -10,7 +10,9 @@ import { createRequire } from 'node:module';
 import type { Contour, Vec3 } from '../geometry/types.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
 import { TS } from '../dicom/transfer-syntax.js';
-import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, newUid, type Uid } from '../dicom/uid.js';
+import { IMPLEMENTATION_VERSION_NAME, newUid, type Uid } from '../dicom/uid.js';
+import { part10Header } from '../dicom/part10.js';
+import { DatasetWriter, MAX_SHORT_VALUE_BYTES, type TextVr } from '../dicom/dataset-writer.js';
 
 export type RoiInterpretedType =
   | 'EXTERNAL' | 'PTV' | 'CTV' | 'GTV' | 'TREATED_VOLUME' | 'IRRAD_VOLUME' | 'BOLUS' | 'AVOIDANCE'
@@ -114,38 +116,125 @@ export interface RtStruct {
   rois: RtStructRoi[];
 }
 
-// dcmjs ships no type declarations; this is the slice of its API we use (see ct-series-writer.ts).
+// dcmjs ships no type declarations; this is the slice of its API the reader uses. It is loaded on
+// first use: the writer does not need it, and loading it costs a node process ~0.1 s.
 type DicomJson = Record<string, unknown>;
 // dcmjs's naturalised form is whatever the file held, so its values are checked where they are read.
 type Natural = Record<string, any>;
 interface DcmjsData {
-  DicomDict: new (meta: DicomJson) => { dict: DicomJson; write(): ArrayBuffer };
   DicomMessage: { readFile(buffer: ArrayBuffer): { dict: DicomJson } };
-  DicomMetaDictionary: {
-    denaturalizeDataset(dataset: Natural): DicomJson;
-    naturalizeDataset(dataset: DicomJson): Natural;
-  };
+  DicomMetaDictionary: { naturalizeDataset(dataset: DicomJson): Natural };
 }
-const { DicomDict, DicomMessage, DicomMetaDictionary } = (createRequire(import.meta.url)('dcmjs') as { data: DcmjsData })
-  .data;
+let dcmjs: DcmjsData | undefined;
+const dcmjsData = (): DcmjsData => (dcmjs ??= (createRequire(import.meta.url)('dcmjs') as { data: DcmjsData }).data);
 
 /** RT Referenced Study Sequence names the study by this (retired) SOP class, as every TPS expects. */
 const DETACHED_STUDY_MANAGEMENT_SOP_CLASS = '1.2.840.10008.3.1.2.3.1';
-/** Explicit VR gives DS a 16-bit length; dcmjs would silently switch a longer value to UN. */
-const MAX_SHORT_VALUE_BYTES = 0xfffe;
-/** Decimal places tried for Contour Data, finest first, until a contour fits MAX_SHORT_VALUE_BYTES. */
+/** Decimal places tried for Contour Data, finest first, until a contour fits a 16-bit value length. */
 const CONTOUR_DECIMALS = [6, 4, 3, 2];
 /** How far (mm) a contour's plane may be from a slice's to be placed on it when it names no slice. */
 const SLICE_MATCH_TOLERANCE_MM = 0.05;
 
+/** The tags the writer uses, in the order they are written within each dataset. */
+const TAG = {
+  SpecificCharacterSet: 0x00080005,
+  InstanceCreationDate: 0x00080012,
+  InstanceCreationTime: 0x00080013,
+  SOPClassUID: 0x00080016,
+  SOPInstanceUID: 0x00080018,
+  StudyDate: 0x00080020,
+  SeriesDate: 0x00080021,
+  StudyTime: 0x00080030,
+  SeriesTime: 0x00080031,
+  AccessionNumber: 0x00080050,
+  Modality: 0x00080060,
+  Manufacturer: 0x00080070,
+  InstitutionName: 0x00080080,
+  ReferringPhysicianName: 0x00080090,
+  StationName: 0x00081010,
+  SeriesDescription: 0x0008103e,
+  OperatorsName: 0x00081070,
+  ManufacturerModelName: 0x00081090,
+  ReferencedSOPClassUID: 0x00081150,
+  ReferencedSOPInstanceUID: 0x00081155,
+  PatientName: 0x00100010,
+  PatientID: 0x00100020,
+  PatientBirthDate: 0x00100030,
+  PatientSex: 0x00100040,
+  SoftwareVersions: 0x00181020,
+  StudyInstanceUID: 0x0020000d,
+  SeriesInstanceUID: 0x0020000e,
+  StudyID: 0x00200010,
+  SeriesNumber: 0x00200011,
+  InstanceNumber: 0x00200013,
+  FrameOfReferenceUID: 0x00200052,
+  PositionReferenceIndicator: 0x00201040,
+  StructureSetLabel: 0x30060002,
+  StructureSetName: 0x30060004,
+  StructureSetDate: 0x30060008,
+  StructureSetTime: 0x30060009,
+  ReferencedFrameOfReferenceSequence: 0x30060010,
+  RTReferencedStudySequence: 0x30060012,
+  RTReferencedSeriesSequence: 0x30060014,
+  ContourImageSequence: 0x30060016,
+  StructureSetROISequence: 0x30060020,
+  ROINumber: 0x30060022,
+  ReferencedFrameOfReferenceUID: 0x30060024,
+  ROIName: 0x30060026,
+  ROIDescription: 0x30060028,
+  ROIDisplayColor: 0x3006002a,
+  ROIGenerationAlgorithm: 0x30060036,
+  ROIContourSequence: 0x30060039,
+  ContourSequence: 0x30060040,
+  ContourGeometricType: 0x30060042,
+  NumberOfContourPoints: 0x30060046,
+  ContourNumber: 0x30060048,
+  ContourData: 0x30060050,
+  RTROIObservationsSequence: 0x30060080,
+  ObservationNumber: 0x30060082,
+  ReferencedROINumber: 0x30060084,
+  ROIObservationLabel: 0x30060085,
+  RTROIInterpretedType: 0x300600a4,
+  ROIInterpreter: 0x300600a6,
+} as const;
+
 // ---------------------------------------------------------------------------------------- writer
 
+/** The encoded file and the two UIDs it was given. */
+export interface EncodedRtStruct {
+  bytes: Buffer;
+  sopInstanceUid: Uid;
+  seriesInstanceUid: Uid;
+}
+
 export function buildRtStruct(input: RtStructInput): Buffer {
+  return encodeRtStruct(input).bytes;
+}
+
+/**
+ * Encodes the structure set as Explicit VR Little Endian Part 10. The dataset is written in three
+ * parts around the SOP Instance UID and the Series Instance UID; with a seed both UIDs are derived
+ * from a hash of those parts, i.e. of everything else the file says.
+ */
+export function encodeRtStruct(input: RtStructInput): EncodedRtStruct {
   validateInput(input);
-  const body = datasetWithoutUids(input);
-  const uids = instanceUids(input, body);
-  const dataset: Natural = { ...body, SOPInstanceUID: uids.sopInstanceUid, SeriesInstanceUID: uids.seriesInstanceUid };
-  return encodePart10(dataset, uids.sopInstanceUid);
+  const when = contentDateTime(input);
+  const w = new DatasetWriter(1 << 20);
+  w.text(TAG.SpecificCharacterSet, 'CS', 'ISO_IR 100')
+    .text(TAG.InstanceCreationDate, 'DA', when.date)
+    .text(TAG.InstanceCreationTime, 'TM', when.time)
+    .text(TAG.SOPClassUID, 'UI', SOP_CLASS.RtStructureSet);
+  const beforeSop = w.take();
+  writeStudyAndSeries(w, input, when);
+  const beforeSeries = w.take();
+  writeStructureSet(w, input, when);
+  const rest = w.take();
+
+  const uids = instanceUids(input, [beforeSop, beforeSeries, rest]);
+  const uid = (tag: number, value: Uid) => new DatasetWriter(64).text(tag, 'UI', value).take();
+  const meta = part10Header({ sopClassUid: SOP_CLASS.RtStructureSet, sopInstanceUid: uids.sopInstanceUid, transferSyntaxUid: TS.ExplicitVRLittleEndian });
+  const bytes = Buffer.concat([meta, beforeSop, uid(TAG.SOPInstanceUID, uids.sopInstanceUid), beforeSeries, uid(TAG.SeriesInstanceUID, uids.seriesInstanceUid), rest]);
+  return { bytes, ...uids };
 }
 
 function validateInput(input: RtStructInput): void {
@@ -162,129 +251,162 @@ function validateInput(input: RtStructInput): void {
   if (input.ct.slices.length === 0) throw new RangeError('the referenced CT has no slices');
 }
 
-/** Everything but the two UIDs that are derived from it. */
-function datasetWithoutUids(input: RtStructInput): Natural {
-  const when = contentDateTime(input);
-  return {
-    ...patientAndStudy(input.ct),
-    ...seriesAndEquipment(input, when),
-    SpecificCharacterSet: 'ISO_IR 100',
-    SOPClassUID: SOP_CLASS.RtStructureSet,
-    InstanceCreationDate: when.date,
-    InstanceCreationTime: when.time,
-    InstanceNumber: 1,
+/** From Study Date (0008,0020) up to, not including, Series Instance UID (0020,000E). */
+function writeStudyAndSeries(w: DatasetWriter, input: RtStructInput, when: { date: string; time: string }): void {
+  const ct = input.ct;
+  const optional = (tag: number, vr: TextVr, value: string | undefined) => {
+    if (value !== undefined) w.text(tag, vr, value);
+  };
+  w.text(TAG.StudyDate, 'DA', ct.studyDate ?? '')
+    .text(TAG.SeriesDate, 'DA', when.date)
+    .text(TAG.StudyTime, 'TM', ct.studyTime ?? '')
+    .text(TAG.SeriesTime, 'TM', when.time)
+    .text(TAG.AccessionNumber, 'SH', ct.accessionNumber ?? '')
+    .text(TAG.Modality, 'CS', 'RTSTRUCT')
+    .text(TAG.Manufacturer, 'LO', input.manufacturer ?? 'rtpipeline');
+  optional(TAG.InstitutionName, 'LO', input.institutionName);
+  w.text(TAG.ReferringPhysicianName, 'PN', ct.referringPhysicianName ?? '');
+  optional(TAG.StationName, 'SH', input.stationName);
+  optional(TAG.SeriesDescription, 'LO', input.seriesDescription);
+  w.text(TAG.OperatorsName, 'PN', input.operatorsName ?? '');
+  optional(TAG.ManufacturerModelName, 'LO', input.manufacturerModelName);
+  w.text(TAG.PatientName, 'PN', ct.patientName)
+    .text(TAG.PatientID, 'LO', ct.patientId)
+    .text(TAG.PatientBirthDate, 'DA', ct.patientBirthDate ?? '')
+    .text(TAG.PatientSex, 'CS', ct.patientSex ?? '')
+    .text(TAG.SoftwareVersions, 'LO', input.softwareVersions ?? IMPLEMENTATION_VERSION_NAME)
+    .text(TAG.StudyInstanceUID, 'UI', ct.studyInstanceUid);
+}
+
+/** Everything after the Series Instance UID: the rest of the series and the structure set modules. */
+function writeStructureSet(w: DatasetWriter, input: RtStructInput, when: { date: string; time: string }): void {
+  const ct = input.ct;
+  w.text(TAG.StudyID, 'SH', ct.studyId ?? '')
+    .text(TAG.SeriesNumber, 'IS', input.seriesNumber === undefined ? '' : String(input.seriesNumber))
+    .text(TAG.InstanceNumber, 'IS', '1')
     // Frame of Reference module: validators (dicom3tools) expect it on an RTSTRUCT; it is the CT's frame.
-    FrameOfReferenceUID: input.ct.frameOfReferenceUid,
-    PositionReferenceIndicator: '',
-    StructureSetLabel: input.structureSetLabel ?? 'RTSTRUCT',
-    ...(input.structureSetName ? { StructureSetName: input.structureSetName } : {}),
-    StructureSetDate: when.date,
-    StructureSetTime: when.time,
-    ReferencedFrameOfReferenceSequence: [referencedFrameOfReference(input.ct)],
-    StructureSetROISequence: input.rois.map((roi) => structureSetRoi(roi, input.ct.frameOfReferenceUid)),
-    ROIContourSequence: input.rois.map((roi) => roiContour(roi, input.ct)),
-    RTROIObservationsSequence: input.rois.map((roi, index) => roiObservation(roi, index + 1)),
-  };
+    .text(TAG.FrameOfReferenceUID, 'UI', ct.frameOfReferenceUid)
+    .text(TAG.PositionReferenceIndicator, 'LO', '')
+    .text(TAG.StructureSetLabel, 'SH', input.structureSetLabel ?? 'RTSTRUCT');
+  if (input.structureSetName) w.text(TAG.StructureSetName, 'LO', input.structureSetName);
+  w.text(TAG.StructureSetDate, 'DA', when.date)
+    .text(TAG.StructureSetTime, 'TM', when.time)
+    .sequence(TAG.ReferencedFrameOfReferenceSequence, [ct], writeReferencedFrameOfReference)
+    .sequence(TAG.StructureSetROISequence, input.rois, (item, roi) => writeStructureSetRoi(item, roi, ct.frameOfReferenceUid));
+  const slices = new SliceIndex(ct);
+  const ds = new DsFormatter();
+  w.sequence(TAG.ROIContourSequence, input.rois, (item, roi) => writeRoiContour(item, roi, slices, ds))
+    .sequence(TAG.RTROIObservationsSequence, input.rois, writeRoiObservation);
 }
 
-function patientAndStudy(ct: RtStructCtReference): Natural {
-  return {
-    PatientName: ct.patientName,
-    PatientID: ct.patientId,
-    PatientBirthDate: ct.patientBirthDate ?? '',
-    PatientSex: ct.patientSex ?? '',
-    StudyInstanceUID: ct.studyInstanceUid,
-    StudyDate: ct.studyDate ?? '',
-    StudyTime: ct.studyTime ?? '',
-    ReferringPhysicianName: ct.referringPhysicianName ?? '',
-    StudyID: ct.studyId ?? '',
-    AccessionNumber: ct.accessionNumber ?? '',
-  };
+function writeReferencedFrameOfReference(w: DatasetWriter, ct: RtStructCtReference): void {
+  w.text(TAG.FrameOfReferenceUID, 'UI', ct.frameOfReferenceUid).sequence(TAG.RTReferencedStudySequence, [ct], (study) =>
+    study
+      .text(TAG.ReferencedSOPClassUID, 'UI', DETACHED_STUDY_MANAGEMENT_SOP_CLASS)
+      .text(TAG.ReferencedSOPInstanceUID, 'UI', ct.studyInstanceUid)
+      .sequence(TAG.RTReferencedSeriesSequence, [ct], (series) =>
+        series.text(TAG.SeriesInstanceUID, 'UI', ct.seriesInstanceUid).sequence(TAG.ContourImageSequence, ct.slices, writeImageReference),
+      ),
+  );
 }
 
-function seriesAndEquipment(input: RtStructInput, when: { date: string; time: string }): Natural {
-  const optional: Natural = {
-    SeriesDescription: input.seriesDescription,
-    ManufacturerModelName: input.manufacturerModelName,
-    InstitutionName: input.institutionName,
-    StationName: input.stationName,
-  };
-  for (const key of Object.keys(optional)) if (optional[key] === undefined) delete optional[key];
-  return {
-    ...optional,
-    Modality: 'RTSTRUCT',
-    SeriesNumber: input.seriesNumber ?? '',
-    SeriesDate: when.date,
-    SeriesTime: when.time,
-    OperatorsName: input.operatorsName ?? '',
-    Manufacturer: input.manufacturer ?? 'rtpipeline',
-    SoftwareVersions: input.softwareVersions ?? IMPLEMENTATION_VERSION_NAME,
-  };
+function writeImageReference(w: DatasetWriter, slice: RtStructCtSlice): void {
+  w.text(TAG.ReferencedSOPClassUID, 'UI', slice.sopClassUid).text(TAG.ReferencedSOPInstanceUID, 'UI', slice.sopInstanceUid);
 }
 
-function referencedFrameOfReference(ct: RtStructCtReference): Natural {
-  const contourImages = ct.slices.map((s) => ({ ReferencedSOPClassUID: s.sopClassUid, ReferencedSOPInstanceUID: s.sopInstanceUid }));
-  const series = { SeriesInstanceUID: ct.seriesInstanceUid, ContourImageSequence: contourImages };
-  const study = {
-    ReferencedSOPClassUID: DETACHED_STUDY_MANAGEMENT_SOP_CLASS,
-    ReferencedSOPInstanceUID: ct.studyInstanceUid,
-    RTReferencedSeriesSequence: [series],
-  };
-  return { FrameOfReferenceUID: ct.frameOfReferenceUid, RTReferencedStudySequence: [study] };
+function writeStructureSetRoi(w: DatasetWriter, roi: RtStructRoiInput, frameOfReferenceUid: string): void {
+  w.text(TAG.ROINumber, 'IS', String(roi.number)).text(TAG.ReferencedFrameOfReferenceUID, 'UI', frameOfReferenceUid).text(TAG.ROIName, 'LO', roi.name);
+  if (roi.description) w.text(TAG.ROIDescription, 'ST', roi.description);
+  w.text(TAG.ROIGenerationAlgorithm, 'CS', roi.algorithm);
 }
 
-function structureSetRoi(roi: RtStructRoiInput, frameOfReferenceUid: string): Natural {
-  return {
-    ROINumber: roi.number,
-    ReferencedFrameOfReferenceUID: frameOfReferenceUid,
-    ROIName: roi.name,
-    ...(roi.description ? { ROIDescription: roi.description } : {}),
-    ROIGenerationAlgorithm: roi.algorithm,
-  };
-}
-
-function roiContour(roi: RtStructRoiInput, ct: RtStructCtReference): Natural {
-  const item: Natural = { ReferencedROINumber: roi.number, ROIDisplayColor: [...roi.color] };
+function writeRoiContour(w: DatasetWriter, roi: RtStructRoiInput, slices: SliceIndex, ds: DsFormatter): void {
+  w.text(TAG.ROIDisplayColor, 'IS', roi.color.map(String));
   // Contour Sequence is Type 3; an empty ROI (nothing found) is still a valid, listed ROI.
-  if (roi.contours.length > 0) item.ContourSequence = roi.contours.map((c, i) => contourItem(c, i + 1, ct));
-  return item;
-}
-
-function contourItem(contour: Contour, contourNumber: number, ct: RtStructCtReference): Natural {
-  const slice = sliceOf(contour, ct);
-  const item: Natural = {
-    ContourNumber: contourNumber,
-    ContourGeometricType: 'CLOSED_PLANAR',
-    NumberOfContourPoints: contour.points.length / 3,
-    ContourData: contourData(contour.points),
-  };
-  if (slice) item.ContourImageSequence = [{ ReferencedSOPClassUID: slice.sopClassUid, ReferencedSOPInstanceUID: slice.sopInstanceUid }];
-  return item;
-}
-
-/** The slice a contour names, else the one whose plane it lies in, else none (then the contour
- *  carries no Contour Image Sequence, which is allowed). */
-function sliceOf(contour: Contour, ct: RtStructCtReference): RtStructCtSlice | undefined {
-  if (contour.sopInstanceUid) {
-    const named = ct.slices.find((s) => s.sopInstanceUid === contour.sopInstanceUid);
-    if (!named) throw new RangeError(`contour references ${contour.sopInstanceUid}, which is not a slice of the CT`);
-    return named;
+  if (roi.contours.length > 0) {
+    w.sequence(TAG.ContourSequence, roi.contours, (item, contour, index) => {
+      const slice = slices.of(contour);
+      if (slice) item.sequence(TAG.ContourImageSequence, [slice], writeImageReference);
+      item
+        .text(TAG.ContourGeometricType, 'CS', 'CLOSED_PLANAR')
+        .text(TAG.NumberOfContourPoints, 'IS', String(contour.points.length / 3))
+        .text(TAG.ContourNumber, 'IS', String(index + 1))
+        .text(TAG.ContourData, 'DS', contourData(contour.points, ds));
+    });
   }
-  const [nx, ny, nz] = ct.sliceNormal ?? [0, 0, 1];
-  const along = contour.points[0] * nx + contour.points[1] * ny + contour.points[2] * nz;
-  let best: RtStructCtSlice | undefined;
-  for (const s of ct.slices) if (!best || Math.abs(s.zMm - along) < Math.abs(best.zMm - along)) best = s;
-  return best && Math.abs(best.zMm - along) <= SLICE_MATCH_TOLERANCE_MM ? best : undefined;
+  w.text(TAG.ReferencedROINumber, 'IS', String(roi.number));
 }
 
-/** DS strings, each within 16 characters; fewer decimals only if the contour would not fit a short value. */
-function contourData(points: Float64Array): string[] {
+function writeRoiObservation(w: DatasetWriter, roi: RtStructRoiInput, index: number): void {
+  w.text(TAG.ObservationNumber, 'IS', String(index + 1))
+    .text(TAG.ReferencedROINumber, 'IS', String(roi.number))
+    .text(TAG.ROIObservationLabel, 'SH', roi.name.slice(0, 16))
+    .text(TAG.RTROIInterpretedType, 'CS', roi.interpretedType)
+    .text(TAG.ROIInterpreter, 'PN', '');
+}
+
+/** Finds the slice a contour lies on: the one it names, else the one whose plane it lies in (within
+ *  SLICE_MATCH_TOLERANCE_MM), else none (then the contour carries no Contour Image Sequence, which is
+ *  allowed). */
+class SliceIndex {
+  private readonly byUid: Map<string, RtStructCtSlice>;
+  private readonly normal: Vec3;
+
+  constructor(private readonly ct: RtStructCtReference) {
+    this.byUid = new Map(ct.slices.map((s) => [s.sopInstanceUid, s]));
+    this.normal = ct.sliceNormal ?? [0, 0, 1];
+  }
+
+  of(contour: Contour): RtStructCtSlice | undefined {
+    if (contour.sopInstanceUid) {
+      const named = this.byUid.get(contour.sopInstanceUid);
+      if (!named) throw new RangeError(`contour references ${contour.sopInstanceUid}, which is not a slice of the CT`);
+      return named;
+    }
+    const [nx, ny, nz] = this.normal;
+    const along = contour.points[0] * nx + contour.points[1] * ny + contour.points[2] * nz;
+    let best: RtStructCtSlice | undefined;
+    for (const s of this.ct.slices) if (!best || Math.abs(s.zMm - along) < Math.abs(best.zMm - along)) best = s;
+    return best && Math.abs(best.zMm - along) <= SLICE_MATCH_TOLERANCE_MM ? best : undefined;
+  }
+}
+
+/** Contour Data as one backslash-joined DS string; fewer decimals only if the contour would not fit a
+ *  16-bit value length. */
+function contourData(points: Float64Array, ds: DsFormatter): string {
   for (const decimals of CONTOUR_DECIMALS) {
-    const values = Array.from(points, (v) => formatDs(v, decimals));
-    const bytes = values.reduce((n, v) => n + v.length + 1, -1);
-    if (bytes <= MAX_SHORT_VALUE_BYTES) return values;
+    const text = ds.join(points, decimals);
+    if (text.length + (text.length & 1) <= MAX_SHORT_VALUE_BYTES) return text;
   }
   throw new RangeError(`contour of ${points.length / 3} points does not fit one DS value (64 KiB); simplify it`);
+}
+
+/** formatDs with a memo: contour points sit on the voxel-corner lattice, so the same coordinate comes
+ *  back thousands of times (for an axial CT, x depends on the column only, y on the row, z on the
+ *  slice), and along a staircase outline each point repeats one coordinate of the one before. */
+class DsFormatter {
+  private readonly memo = new Map<number, string>();
+  private parts: string[] = [];
+
+  join(values: Float64Array, decimals: number): string {
+    const parts = this.parts;
+    parts.length = values.length;
+    if (decimals !== CONTOUR_DECIMALS[0]) {
+      for (let n = 0; n < values.length; n++) parts[n] = formatDs(values[n], decimals);
+      return parts.join('\\');
+    }
+    for (let n = 0; n < values.length; n++) {
+      const v = values[n];
+      if (n >= 3 && v === values[n - 3]) {
+        parts[n] = parts[n - 3];
+        continue;
+      }
+      let s = this.memo.get(v);
+      if (s === undefined) this.memo.set(v, (s = formatDs(v, decimals)));
+      parts[n] = s;
+    }
+    return parts.join('\\');
+  }
 }
 
 /** Shortest decimal of `value` rounded to `decimals` places that fits DS's 16 characters. */
@@ -301,16 +423,6 @@ export function formatDs(value: number, decimals = 6): string {
   throw new RangeError(`DS cannot hold ${value}`);
 }
 
-function roiObservation(roi: RtStructRoiInput, observationNumber: number): Natural {
-  return {
-    ObservationNumber: observationNumber,
-    ReferencedROINumber: roi.number,
-    ROIObservationLabel: roi.name.slice(0, 16),
-    RTROIInterpretedType: roi.interpretedType,
-    ROIInterpreter: '',
-  };
-}
-
 // ------------------------------------------------------------------------------- UIDs and dates
 
 /** Structure set date/time: given, else (deterministic) the CT study's or one derived from the seed, else now. */
@@ -324,27 +436,26 @@ function contentDateTime(input: RtStructInput): { date: string; time: string } {
   };
 }
 
-function instanceUids(input: RtStructInput, body: Natural): { sopInstanceUid: Uid; seriesInstanceUid: Uid } {
+/** With a seed, both UIDs come from a hash of the seed and of the encoded dataset without them. */
+function instanceUids(input: RtStructInput, content: Buffer[]): { sopInstanceUid: Uid; seriesInstanceUid: Uid } {
   const seed = input.deterministic?.seed;
   if (seed === undefined) return { sopInstanceUid: newUid(), seriesInstanceUid: (input.seriesInstanceUid as Uid) ?? newUid() };
-  // The body holds every encoded value (DS already as strings), so its JSON identifies the content.
-  const content = JSON.stringify(body);
   return {
-    sopInstanceUid: hashUid(seed, 'sop', content),
-    seriesInstanceUid: (input.seriesInstanceUid as Uid) ?? hashUid(seed, 'series', content),
+    sopInstanceUid: hashUid(seed, 'sop', ...content),
+    seriesInstanceUid: (input.seriesInstanceUid as Uid) ?? hashUid(seed, 'series', ...content),
   };
 }
 
 /** 2.25.<128-bit integer> (PS3.5 B.2) from a hash, with the RFC 9562 version-8 / variant bits set so
  *  that it is a well-formed UUID like those newUid() makes. */
-function hashUid(...parts: string[]): Uid {
+function hashUid(...parts: (string | Buffer)[]): Uid {
   const bytes = sha256(parts).subarray(0, 16);
   bytes[6] = (bytes[6] & 0x0f) | 0x80;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
   return `2.25.${BigInt('0x' + bytes.toString('hex')).toString(10)}` as Uid;
 }
 
-function sha256(parts: string[]): Buffer {
+function sha256(parts: (string | Buffer)[]): Buffer {
   const h = createHash('sha256');
   for (const p of parts) h.update(p).update('\0');
   return h.digest();
@@ -373,26 +484,12 @@ function pad2(n: number): string {
   return String(n).padStart(2, '0');
 }
 
-function encodePart10(dataset: Natural, sopInstanceUid: string): Buffer {
-  const meta = DicomMetaDictionary.denaturalizeDataset({
-    FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
-    MediaStorageSOPClassUID: SOP_CLASS.RtStructureSet,
-    MediaStorageSOPInstanceUID: sopInstanceUid,
-    TransferSyntaxUID: TS.ExplicitVRLittleEndian,
-    ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
-    ImplementationVersionName: IMPLEMENTATION_VERSION_NAME,
-  });
-  const dict = new DicomDict(meta);
-  dict.dict = DicomMetaDictionary.denaturalizeDataset(dataset);
-  return Buffer.from(dict.write());
-}
-
 // ---------------------------------------------------------------------------------------- reader
 
 export function readRtStruct(buf: Buffer): RtStruct {
   // dcmjs reads from an ArrayBuffer from offset 0, so hand it one holding exactly this file.
   const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
-  const ds = DicomMetaDictionary.naturalizeDataset(DicomMessage.readFile(bytes).dict);
+  const ds = dcmjsData().DicomMetaDictionary.naturalizeDataset(dcmjsData().DicomMessage.readFile(bytes).dict);
   if (ds.SOPClassUID !== SOP_CLASS.RtStructureSet) throw new Error(`not an RT Structure Set: SOP class ${ds.SOPClassUID}`);
   const frame = items(ds.ReferencedFrameOfReferenceSequence)[0] ?? {};
   const study = items(frame.RTReferencedStudySequence)[0] ?? {};

@@ -2,9 +2,10 @@
  * BODY (external contour): everything denser than air that belongs to the patient, with the lungs and
  * other internal air filled in, and without the couch.
  */
-import type { Mask, Volume } from '../geometry/types.js';
-import { huAbove } from './mask.js';
-import { close, dilate, erode, fillHolesPerSlice, keepLargestComponent } from './morphology.js';
+import type { Volume } from '../geometry/types.js';
+import { dilateRuns, erodeRuns, fillHolesRuns, keepLargestRuns } from './morphology.js';
+import { runSteps, type Steps } from './steps.js';
+import { thresholdRuns, type RunMask } from './runs.js';
 
 export interface BodyOptions {
   /** Default -350 HU: between fat (~-100) and air or couch foam (< -800). */
@@ -16,13 +17,25 @@ export interface BodyOptions {
   closingRadiusMm?: number;
 }
 
-export function segmentBody(ct: Volume<Int16Array>, options: BodyOptions = {}): Mask {
+export function segmentBody(ct: Volume<Int16Array>, options: BodyOptions = {}): RunMask {
+  return runSteps(bodySteps(ct, options));
+}
+
+export function* bodySteps(ct: Volume<Int16Array>, options: BodyOptions = {}): Steps<RunMask> {
   const detach = { radiusMm: options.detachRadiusMm ?? 4 };
-  const dense = huAbove(ct, options.thresholdHu ?? -350);
+  const dense = thresholdRuns(ct, 'above', options.thresholdHu ?? -350);
+  yield;
   // Only the patient's eroded component is grown back: the opening of the patient alone. Opening the
   // whole mask first would grow a cut bridge back from both ends and rejoin a couch closer than twice
   // the radius. 6-connectivity: a couch touching only along an edge stays separate.
-  const patient = dilate(keepLargestComponent(erode(dense, detach), 6), detach);
-  const filled = fillHolesPerSlice(patient);
-  return fillHolesPerSlice(close(filled, { radiusMm: options.closingRadiusMm ?? 3 }));
+  const core = keepLargestRuns(erodeRuns(dense, detach), 6);
+  yield;
+  const patient = dilateRuns(core, detach);
+  yield;
+  const filled = fillHolesRuns(patient, true);
+  yield;
+  const closing = { radiusMm: options.closingRadiusMm ?? 3 };
+  const grown = dilateRuns(filled, closing);
+  yield;
+  return fillHolesRuns(erodeRuns(grown, closing), true);
 }

@@ -2,9 +2,10 @@
  * BONES: bone-density voxels inside the body (which keeps out the couch shell and any other dense
  * object outside the patient), without isolated specks.
  */
-import type { Mask, Volume } from '../geometry/types.js';
-import { huAbove, intersect, voxelVolumeMm3 } from './mask.js';
-import { removeSmallComponents } from './morphology.js';
+import type { Volume } from '../geometry/types.js';
+import { voxelVolumeMm3, type Box } from './mask.js';
+import { removeSmallRuns } from './morphology.js';
+import { thresholdWithin, type RunMask } from './runs.js';
 
 export interface BoneOptions {
   /** Default 250 HU: above contrast-free soft tissue and noise, below cortical and most trabecular bone. */
@@ -13,8 +14,10 @@ export interface BoneOptions {
   minComponentMm3?: number;
 }
 
-export function segmentBones(ct: Volume<Int16Array>, body: Mask, options: BoneOptions = {}): Mask {
-  const dense = intersect(huAbove(ct, options.thresholdHu ?? 250), body);
+/** `body` lies on `box` of the CT's grid (the whole grid when no box is given); so does the result. */
+export function segmentBones(ct: Volume<Int16Array>, body: RunMask, box?: Box, options: BoneOptions = {}): RunMask {
+  // Only the voxels inside the body are read.
+  const dense = thresholdWithin(ct, 'above', options.thresholdHu ?? 250, body, box);
   const minVoxels = Math.ceil((options.minComponentMm3 ?? 100) / voxelVolumeMm3(ct.grid));
-  return removeSmallComponents(dense, minVoxels, 26);
+  return removeSmallRuns(dense, minVoxels, 26);
 }
