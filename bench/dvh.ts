@@ -39,7 +39,7 @@ export interface DvhBenchResult {
   oursMedianS: number;
   dicompylerMedianS: number;
   speedup: number;
-  /** dicompyler-core / ours without the RTSTRUCT parse (dcmjs), which dominates ours. */
+  /** dicompyler-core / ours without reading the RTSTRUCT: the DVH computation alone. */
   dvhOnlySpeedup: number;
   speedupTarget: number;
   pass: boolean;
@@ -135,7 +135,7 @@ export async function dvhBench(): Promise<DvhBenchResult> {
     const ours: number[] = [];
     const steps: OursRound['steps'][] = [];
     let dmean: Record<string, number | null> = {};
-    oursOnce(readFileSync(rsPath), readFileSync(rdPath)); // warm-up: JIT, dcmjs loading
+    oursOnce(readFileSync(rsPath), readFileSync(rdPath)); // warm-up: JIT, module loading
     for (let r = 0; r < rounds; r++) {
       const once = oursOnce(readFileSync(rsPath), readFileSync(rdPath));
       ours.push(once.seconds);
@@ -160,7 +160,7 @@ export async function dvhBench(): Promise<DvhBenchResult> {
     console.log(`\ndvh speed-up (dicompyler-core / ours, medians): ${speedup.toFixed(1)}x (target >= ${SPEED_TARGET}x) ${pass ? 'PASS' : 'MISS'}`);
     // dicompyler's loop starts from parsed pydicom datasets; ours above includes parsing the RTSTRUCT.
     const dvhOnlySpeedup = dicompylerMedianS / (stepMedians.readRtDose + stepMedians.dvh);
-    console.log(`  without reading the RTSTRUCT (dcmjs): ${dvhOnlySpeedup.toFixed(1)}x`);
+    console.log(`  DVH computation alone (no RTSTRUCT reading): ${dvhOnlySpeedup.toFixed(1)}x`);
     return { rounds, rois: ref.rois.length, dvhOnlySpeedup, oursStepMedianS: stepMedians, oursRoundsS: ours, dicompylerRoundsS: ref.loop_seconds, oursMedianS, dicompylerMedianS, speedup, speedupTarget: SPEED_TARGET, pass };
   } finally {
     rmSync(work, { recursive: true, force: true });

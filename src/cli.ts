@@ -20,7 +20,9 @@ const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
                       [--max-workers N] [--seg-workers N] [--segmentation-engine builtin|totalsegmentator|none]
                       [--totalseg-device gpu|cpu|mps] [--totalseg-fast] [--no-totalseg-force-split]
                       [--totalseg-roi-subset A,B] [--custom-structures FILE] [--force-redo] [-v]
-                      (stages: organize, segmentation, dvh)
+                      (stages: organize, segmentation, dvh, radiomics)
+  rtpipeline radiomics IMAGE MASK [--param FILE] [--label N] [--roi NAME] [--out FILE.csv] [--ibsi]
+                      (IMAGE: NIfTI or a DICOM series folder; MASK: NIfTI, or an RTSTRUCT with --roi)
   rtpipeline validate --config FILE
   rtpipeline demo     [--data-dir DIR] [--slices N] [--size N]   (a node + a synthetic thorax CT, end to end)
   rtpipeline doctor   [--json] [--config FILE]   (self-test: CPUs, cgroup limits, workers, timeouts, signals, tools, GPU, disk)
@@ -147,6 +149,30 @@ async function runCommand(args: string[]): Promise<number> {
   return abort.signal.aborted ? 1 : result.exitCode;
 }
 
+/** `rtpipeline radiomics IMAGE MASK`: the features of one ROI. */
+async function radiomics(args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { param: { type: 'string' }, label: { type: 'string' }, roi: { type: 'string' }, out: { type: 'string' }, ibsi: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    true,
+  );
+  if (values.help) return help();
+  if (positionals.length !== 2) throw new UsageError('radiomics needs IMAGE and MASK (NIfTI files, or a DICOM series folder and an RTSTRUCT with --roi NAME)');
+  const label = values.label === undefined ? undefined : Number(values.label);
+  if (label !== undefined && !Number.isInteger(label)) throw new UsageError(`--label must be a whole number, not "${values.label}"`);
+  const { radiomicsCommand } = await import('./radiomics/command.js');
+  const { RadiomicsInputError } = await import('./radiomics/inputs.js');
+  try {
+    const r = await radiomicsCommand({ image: positionals[0], mask: positionals[1], param: values.param as string | undefined, label, roi: values.roi as string | undefined, out: values.out as string | undefined, ibsi: values.ibsi === true });
+    if (r.out) process.stdout.write(`${r.rows} features written to ${r.out}\n`);
+    else process.stdout.write(r.csv);
+    return 0;
+  } catch (e) {
+    if (e instanceof RadiomicsInputError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
 async function validate(args: string[]): Promise<number> {
   const { values } = parse(args, { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   if (values.help) return help();
@@ -258,7 +284,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'run':
         return await runCommand(rest);
       case 'radiomics':
-        throw new UsageError(`"${cmd}" is not available in this version yet`);
+        return await radiomics(rest);
       default:
         // `rtpipeline --dicom-root IN ...` without a sub-command is `run` (contract).
         if (cmd.startsWith('-')) return await runCommand(argv);

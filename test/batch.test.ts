@@ -14,6 +14,10 @@ function csv(file: string): Record<string, string>[] {
   return lines.map((l) => Object.fromEntries(l.split(',').map((v, i) => [cols[i], v])));
 }
 
+/** Original-image features only (the default adds 1 mm resampling, LoG and wavelet: minutes, not seconds). */
+const LIGHT_RADIOMICS = path.join(tempDir('rtp-radparams-'), 'light.yaml');
+writeFileSync(LIGHT_RADIOMICS, 'imageType:\n  Original: {}\nfeatureClass:\n  shape:\n  firstorder:\n  glcm:\nsetting:\n  binWidth: 25\n');
+
 describe('batch command: rtpipeline --dicom-root IN --outdir OUT --logs LOGS', () => {
   let root: string;
   let out: string;
@@ -35,7 +39,7 @@ describe('batch command: rtpipeline --dicom-root IN --outdir OUT --logs LOGS', (
   });
 
   it('organizes, segments and computes DVHs; one broken course fails alone (exit 1); cohort tables and a log file', () => {
-    const r = runCli('--dicom-root', root, '--outdir', out, '--logs', logs);
+    const r = runCli('--dicom-root', root, '--outdir', out, '--logs', logs, '--radiomics-params', LIGHT_RADIOMICS);
     expect(r.status, r.stderr + r.stdout.slice(-3000)).toBe(1);
     expect(r.stderr).toMatch(/failed: BATCH3\/2025-04-02: segmentation failed for BATCH3\/2025-04-02: .*missing/i);
     expect(r.stdout).toMatch(/2\/3 course\(s\) done/);
@@ -56,6 +60,12 @@ describe('batch command: rtpipeline --dicom-root IN --outdir OUT --logs LOGS', (
     expect(existsSync(path.join(c2, 'RS_auto.dcm'))).toBe(true);
     expect(JSON.parse(readFileSync(path.join(c2, 'case_metadata.json'), 'utf8')).dvh).toMatchObject({ skipped: true, reason: 'no RTDOSE in the course' });
 
+    // Radiomics: every ROI of every source, pyradiomics names, the cohort table.
+    const rad = csv(path.join(c1, 'radiomics_ct.csv'));
+    expect(rad.map((x) => `${x.Segmentation_Source}:${x.ROI_Name}`).sort()).toEqual(['Manual:PTV', 'RS_auto:BODY', 'RS_auto:BONES', 'RS_auto:LUNG_L', 'RS_auto:LUNG_R']);
+    expect(rad.every((x) => x.error === '' && Number(x.original_shape_VoxelVolume) > 0)).toBe(true);
+    expect(csv(path.join(out, '_RESULTS', 'radiomics_ct.csv')).filter((x) => x.PatientID === 'BATCH2')).toHaveLength(4);
+
     const cohort = csv(path.join(out, '_RESULTS', 'dvh_metrics.csv'));
     expect(new Set(cohort.map((x) => x.PatientID))).toEqual(new Set(['BATCH1']));
     const meta = csv(path.join(out, '_RESULTS', 'case_metadata.csv'));
@@ -67,7 +77,7 @@ describe('batch command: rtpipeline --dicom-root IN --outdir OUT --logs LOGS', (
   });
 
   it('a re-run skips finished stages; --stage dvh --force-redo redoes only the DVH', () => {
-    const again = runCli('--dicom-root', root, '--outdir', out, '--logs', logs);
+    const again = runCli('--dicom-root', root, '--outdir', out, '--logs', logs, '--radiomics-params', LIGHT_RADIOMICS);
     expect(again.status).toBe(1);
     expect(again.stdout).toMatch(/segmentation already done for BATCH1\/2025-03: skipped/);
     expect(again.stdout).toMatch(/dvh already done for BATCH1\/2025-03: skipped/);
@@ -77,7 +87,7 @@ describe('batch command: rtpipeline --dicom-root IN --outdir OUT --logs LOGS', (
     const bad = runCli('run', '--dicom-root', root, '--stage', 'dvhh');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/unknown stage "dvhh"/);
-    const later = runCli('run', '--dicom-root', root, '--stage', 'radiomics');
+    const later = runCli('run', '--dicom-root', root, '--stage', 'robustness');
     expect(later.status).toBe(2);
     expect(later.stderr).toMatch(/not available in this version/);
   });

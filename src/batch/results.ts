@@ -9,6 +9,7 @@ import type { Cell, Table } from '../io/table.js';
 import { writeFileAtomic } from '../store/durable-fs.js';
 import { readMarker } from '../pipeline/stage-markers.js';
 import type { DvhResult } from '../pipeline/stages/dvh.js';
+import type { RadiomicsResult } from '../pipeline/stages/radiomics.js';
 
 interface CourseRow {
   patientId: string;
@@ -36,6 +37,7 @@ export async function writeCohortResults(outDir: string, courses: readonly Cours
   await fsp.mkdir(dir, { recursive: true });
   const meta: Record<string, Cell>[] = [];
   const dvhTables: Table[] = [];
+  const radiomicsTables: Table[] = [];
   for (const c of courses) {
     const m = existsSync(caseMetadataPath(c.dir)) ? (JSON.parse(await fsp.readFile(caseMetadataPath(c.dir), 'utf8')) as Record<string, unknown>) : {};
     const dvh = (m.dvh ?? {}) as { skipped?: boolean; reason?: string; rows?: number };
@@ -50,9 +52,12 @@ export async function writeCohortResults(outDir: string, courses: readonly Cours
     const marker = await readMarker(c.dir, 'dvh');
     const result = marker?.result as DvhResult | undefined;
     if (result && 'table' in result) dvhTables.push(result.table);
+    const radiomics = (await readMarker(c.dir, 'radiomics'))?.result as RadiomicsResult | undefined;
+    if (radiomics && 'table' in radiomics) radiomicsTables.push(radiomics.table);
   }
   const metaColumns = ['PatientID', 'CourseID', 'status', 'error', 'dvh', 'folder'];
   await writeTable(dir, 'case_metadata', { columns: metaColumns, rows: meta.map((r) => metaColumns.map((c) => r[c])) });
   if (dvhTables.length > 0) await writeTable(dir, 'dvh_metrics', concatTables(dvhTables));
-  log.info({ dir, courses: courses.length, dvhCourses: dvhTables.length }, 'cohort results written');
+  if (radiomicsTables.length > 0) await writeTable(dir, 'radiomics_ct', concatTables(radiomicsTables));
+  log.info({ dir, courses: courses.length, dvhCourses: dvhTables.length, radiomicsCourses: radiomicsTables.length }, 'cohort results written');
 }

@@ -16,6 +16,11 @@ import type { OrganizeTreeInput } from '../pipeline/stages/organize.js';
 import type { OrganizeResult } from '../organize/organize.js';
 import type { SegmentationInput } from '../pipeline/stages/segmentation.js';
 import type { DvhInput } from '../pipeline/stages/dvh.js';
+import type { RadiomicsInput } from '../pipeline/stages/radiomics.js';
+import { fileURLToPath } from 'node:url';
+
+/** The original rtpipeline's CT settings (1 mm B-spline, bin width 25, Original + LoG + wavelet). */
+const DEFAULT_RADIOMICS_PARAMS = fileURLToPath(new URL('../../../config/radiomics/ct-default.yaml', import.meta.url));
 import { caseMetadataPath, updateCaseMetadata } from '../pipeline/course.js';
 import { readPart10Header } from '../dicom/header-file.js';
 import { usableCpusSync } from '../system/cpus.js';
@@ -152,6 +157,21 @@ async function planCourse(c: CourseRef, stages: readonly StageName[], config: Co
       const doses = [...(await filesIn(path.join(c.dir, 'DICOM', 'RTDOSE'))), ...(await filesIn(path.join(c.dir, 'DICOM', 'RTPLAN')))];
       const key = createHash('sha256').update([contentKey, ...doses.map((f) => path.basename(f))].join('\n')).digest('hex').slice(0, 16);
       const input: DvhInput = { courseDir: c.dir, patientId: c.patientId, courseId: c.courseId };
+      out.push({ stage, key, input: () => input });
+    } else if (stage === 'radiomics') {
+      if (!config.radiomics.enabled) continue;
+      const paramsFile = path.resolve(config.radiomics.params_file ?? DEFAULT_RADIOMICS_PARAMS);
+      const key = createHash('sha256').update(JSON.stringify([contentKey, config.radiomics, existsSync(paramsFile) ? await fsp.readFile(paramsFile, 'utf8') : 'missing'])).digest('hex').slice(0, 16);
+      const input: RadiomicsInput = {
+        courseDir: c.dir,
+        patientId: c.patientId,
+        courseId: c.courseId,
+        paramsFile,
+        skipRois: config.radiomics.skip_rois,
+        minVoxels: config.radiomics.min_voxels,
+        maxVoxels: config.radiomics.max_voxels,
+        workers: config.radiomics.sequential ? 1 : Math.max(1, config.max_workers ?? usableCpusSync().count - 1),
+      };
       out.push({ stage, key, input: () => input });
     } else {
       throw new Error(`stage ${stage} is not available in this version`);

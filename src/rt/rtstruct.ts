@@ -13,6 +13,7 @@ import { TS } from '../dicom/transfer-syntax.js';
 import { IMPLEMENTATION_VERSION_NAME, newUid, type Uid } from '../dicom/uid.js';
 import { part10Header } from '../dicom/part10.js';
 import { DatasetWriter, MAX_SHORT_VALUE_BYTES, type TextVr } from '../dicom/dataset-writer.js';
+import { parseRtStruct, RtStructUnsupported } from './rtstruct-reader.js';
 
 export type RoiInterpretedType =
   | 'EXTERNAL' | 'PTV' | 'CTV' | 'GTV' | 'TREATED_VOLUME' | 'IRRAD_VOLUME' | 'BOLUS' | 'AVOIDANCE'
@@ -486,7 +487,20 @@ function pad2(n: number): string {
 
 // ---------------------------------------------------------------------------------------- reader
 
+/** Reads an RT Structure Set: the direct reader (rtstruct-reader.ts), or for encodings it leaves
+ *  to dcmjs (deflate, big endian, other character sets), the dcmjs reader below. */
 export function readRtStruct(buf: Buffer): RtStruct {
+  try {
+    return parseRtStruct(buf);
+  } catch (e) {
+    if (e instanceof RtStructUnsupported) return readRtStructWithDcmjs(buf);
+    throw e;
+  }
+}
+
+/** The general reader through dcmjs's naturalised dataset: slower (it makes a string and a number
+ *  per coordinate), and the reference the direct reader is tested against. */
+export function readRtStructWithDcmjs(buf: Buffer): RtStruct {
   // dcmjs reads from an ArrayBuffer from offset 0, so hand it one holding exactly this file.
   const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
   const ds = dcmjsData().DicomMetaDictionary.naturalizeDataset(dcmjsData().DicomMessage.readFile(bytes).dict);

@@ -1,11 +1,24 @@
+import { fileURLToPath } from 'node:url';
 // IBSI 1 reference data for tests: the reference-value CSV, the pass rule, and the two phantoms.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readNifti } from '../../src/io/nifti.js';
 import type { RawVolume } from '../../src/radiomics/preprocess.js';
 import type { Features } from '../../src/radiomics/types.js';
 
-export const IBSI_DIR = '/work/shared/reference/ibsi';
+/** The team's shared reference data: beside the repository (../shared), or where RTPIPELINE_SHARED_DIR says. */
+function findIbsiDir(): string {
+  const candidates = [
+    process.env.RTPIPELINE_SHARED_DIR && join(process.env.RTPIPELINE_SHARED_DIR, 'reference/ibsi'),
+    fileURLToPath(new URL('../../../shared/reference/ibsi', import.meta.url)),
+    '/work/shared/reference/ibsi',
+  ].filter((c): c is string => typeof c === 'string');
+  const found = candidates.find((c) => existsSync(join(c, 'reference_values')));
+  if (!found) throw new Error(`IBSI reference data not found (looked in ${candidates.join(', ')}); set RTPIPELINE_SHARED_DIR to the shared folder`);
+  return found;
+}
+
+export const IBSI_DIR = findIbsiDir();
 
 export interface ReferenceRow {
   dataSet: string;
@@ -36,7 +49,7 @@ export function splitCsvLine(line: string): string[] {
 
 /** Rows of a CSV file as objects keyed by the header. */
 export function readCsv(path: string): Record<string, string>[] {
-  const lines = readFileSync(path, 'utf8').split(/\r?\n/).filter((l) => l.length > 0);
+  const lines = readFileSync(path, 'utf8').replace(/^\uFEFF/, '').split(/\r?\n/).filter((l) => l.length > 0);
   const header = splitCsvLine(lines[0]);
   return lines.slice(1).map((l) => {
     const fields = splitCsvLine(l);

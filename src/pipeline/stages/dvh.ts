@@ -19,6 +19,7 @@ import { toXlsx } from '../../io/xlsx.js';
 import type { Cell, Table } from '../../io/table.js';
 import { writeFileAtomic } from '../../store/durable-fs.js';
 import { updateCaseMetadata } from '../course.js';
+import { structureSources } from '../structure-sources.js';
 
 export interface DvhInput {
   courseDir: string;
@@ -29,20 +30,6 @@ export interface DvhInput {
 export type DvhResult = { skipped: string } | { table: Table; sources: { source: string; file: string; rois: number; note?: string }[]; prescriptionGy: number | null; dose: string };
 
 export const DVH_ID_COLUMNS = ['PatientID', 'CourseID', 'ROI_Name', 'ROI_Number', 'Segmentation_Source'];
-
-/** The structure sets of a course and the name each gets in Segmentation_Source. */
-async function structureSources(courseDir: string): Promise<{ source: string; file: string }[]> {
-  const out: { source: string; file: string }[] = [];
-  const manualDir = path.join(courseDir, 'DICOM', 'RTSTRUCT');
-  if (existsSync(manualDir)) {
-    for (const f of (await fsp.readdir(manualDir)).filter((n) => n.endsWith('.dcm')).sort()) out.push({ source: 'Manual', file: path.join(manualDir, f) });
-  }
-  for (const [source, name] of [['RS_auto', 'RS_auto.dcm'], ['RS_custom', 'RS_custom.dcm']]) {
-    const file = path.join(courseDir, name);
-    if (existsSync(file)) out.push({ source, file });
-  }
-  return out;
-}
 
 export async function dvhStage(input: DvhInput, ctx: StageContext): Promise<DvhResult> {
   const skip = async (reason: string): Promise<DvhResult> => {
