@@ -1,5 +1,5 @@
 /**
- * Benchmark entry point (`npm run bench`): runs every bench (ingest, segment, dvh, organize) and
+ * Benchmark entry point (`npm run bench`): runs every bench (ingest, segment, dvh, organize, radiomics) and
  * prints one final `BENCH_RESULT {"ingest": {...}, ...}` JSON line. BENCH_ONLY=<name> runs just that one. Exits non-zero only on errors; a missed target is reported
  * as MISS in the output, not as a failure.
  */
@@ -7,8 +7,9 @@ import { abortIngestBench, ingestBench, type IngestResult } from './ingest.js';
 import { abortSegmentBench, segmentBench, type SegmentResult } from './segment.js';
 import { dvhBench, type DvhBenchResult } from './dvh.js';
 import { abortOrganizeBench, runOrganizeBench, type OrganizeBenchResult } from './organize.js';
+import { radiomicsBench, type RadiomicsBenchResult } from './radiomics.js';
 
-const BENCHES = ['ingest', 'segment', 'dvh', 'organize'] as const;
+const BENCHES = ['ingest', 'segment', 'dvh', 'organize', 'radiomics'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 // On Ctrl-C / SIGTERM still stop the children and delete the temp folders before exiting.
@@ -31,7 +32,7 @@ function selected(): BenchName[] {
 
 async function main(): Promise<void> {
   const benches = selected();
-  const result: { ingest?: IngestResult; segment?: SegmentResult; dvh?: DvhBenchResult; organize?: OrganizeBenchResult } = {};
+  const result: { ingest?: IngestResult; segment?: SegmentResult; dvh?: DvhBenchResult; organize?: OrganizeBenchResult; radiomics?: RadiomicsBenchResult } = {};
   if (benches.includes('ingest')) result.ingest = await ingestBench();
   if (benches.includes('segment')) {
     if (result.ingest) console.log('');
@@ -44,6 +45,10 @@ async function main(): Promise<void> {
   if (benches.includes('organize')) {
     console.log('');
     result.organize = await runOrganizeBench();
+  }
+  if (benches.includes('radiomics')) {
+    console.log('');
+    result.radiomics = await radiomicsBench();
   }
   console.log(`\nBENCH_RESULT ${JSON.stringify(result)}`);
 }
