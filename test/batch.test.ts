@@ -84,6 +84,16 @@ describe('batch command: rtpipeline --dicom-root IN --outdir OUT --logs LOGS', (
     const forced = runCli('run', '--outdir', out, '--logs', logs, '--stage', 'dvh', '--force-redo');
     expect(forced.stdout).toMatch(/dvh started for BATCH1\/2025-03/);
     expect(forced.stdout).not.toMatch(/segmentation started/);
+    // A radiomics ROI over its time limit is recorded with the reason; the table and the run go on.
+    const slow = spawnSync(process.execPath, [CLI, 'run', '--outdir', out, '--logs', logs, '--stage', 'radiomics', '--force-redo', '--sequential-radiomics', '--radiomics-params', LIGHT_RADIOMICS], {
+      encoding: 'utf8',
+      timeout: 240_000,
+      env: { ...process.env, RTPIPELINE_LOG_FORMAT: 'json', RTPIPELINE_RADIOMICS_TASK_TIMEOUT: '0.001' },
+    });
+    expect(slow.stdout).toMatch(/radiomics started for BATCH1\/2025-03/);
+    const timedOut = csv(path.join(out, 'BATCH1', '2025-03', 'radiomics_ct.csv'));
+    expect(timedOut.length).toBe(5);
+    expect(timedOut.every((x) => x.error === 'timed out after 0.001 s (RTPIPELINE_RADIOMICS_TASK_TIMEOUT)')).toBe(true);
     const bad = runCli('run', '--dicom-root', root, '--stage', 'dvhh');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/unknown stage "dvhh"/);
