@@ -10,6 +10,9 @@ import { writeFileAtomic } from '../store/durable-fs.js';
 import { readMarker } from '../pipeline/stage-markers.js';
 import type { DvhResult } from '../pipeline/stages/dvh.js';
 import type { RadiomicsResult } from '../pipeline/stages/radiomics.js';
+import type { RobustnessResult } from '../pipeline/stages/robustness.js';
+import type { Config } from '../config/schema.js';
+import { parseRobustnessThresholds, ROBUSTNESS_SUMMARY_COLUMNS, ROBUSTNESS_SUMMARY_EXTRA_COLUMNS, summarizeRobustness, type RobustnessValueRow } from '../robustness/summary.js';
 
 interface CourseRow {
   patientId: string;
@@ -32,12 +35,13 @@ function concatTables(tables: Table[]): Table {
   return { columns, rows };
 }
 
-export async function writeCohortResults(outDir: string, courses: readonly CourseRow[], log: Logger): Promise<void> {
+export async function writeCohortResults(outDir: string, courses: readonly CourseRow[], log: Logger, config?: Config): Promise<void> {
   const dir = path.join(outDir, '_RESULTS');
   await fsp.mkdir(dir, { recursive: true });
   const meta: Record<string, Cell>[] = [];
   const dvhTables: Table[] = [];
   const radiomicsTables: Table[] = [];
+  const robustnessRows: RobustnessValueRow[] = [];
   for (const c of courses) {
     const m = existsSync(caseMetadataPath(c.dir)) ? (JSON.parse(await fsp.readFile(caseMetadataPath(c.dir), 'utf8')) as Record<string, unknown>) : {};
     const dvh = (m.dvh ?? {}) as { skipped?: boolean; reason?: string; rows?: number };
@@ -54,10 +58,21 @@ export async function writeCohortResults(outDir: string, courses: readonly Cours
     if (result && 'table' in result) dvhTables.push(result.table);
     const radiomics = (await readMarker(c.dir, 'radiomics'))?.result as RadiomicsResult | undefined;
     if (radiomics && 'table' in radiomics) radiomicsTables.push(radiomics.table);
+    const robustness = (await readMarker(c.dir, 'robustness'))?.result as RobustnessResult | undefined;
+    if (robustness && 'rows' in robustness) {
+      const subject = `${c.patientId}/${c.courseId}`;
+      for (const [structure, source, perturbationId, feature, value] of robustness.rows) robustnessRows.push({ subject, structure, source, perturbationId, feature, value });
+    }
   }
   const metaColumns = ['PatientID', 'CourseID', 'status', 'error', 'dvh', 'folder'];
   await writeTable(dir, 'case_metadata', { columns: metaColumns, rows: meta.map((r) => metaColumns.map((c) => r[c])) });
   if (dvhTables.length > 0) await writeTable(dir, 'dvh_metrics', concatTables(dvhTables));
   if (radiomicsTables.length > 0) await writeTable(dir, 'radiomics_ct', concatTables(radiomicsTables));
+  if (robustnessRows.length > 0) {
+    // ICC over subjects: every course with robustness rows is one subject of the cohort.
+    const summary = summarizeRobustness(robustnessRows, { thresholds: parseRobustnessThresholds(config?.radiomics_robustness.thresholds ?? {}, 'radiomics_robustness.thresholds') });
+    const columns = [...ROBUSTNESS_SUMMARY_COLUMNS, ...ROBUSTNESS_SUMMARY_EXTRA_COLUMNS];
+    await writeTable(dir, 'radiomics_robustness_summary', { columns, rows: summary.map((r) => columns.map((c) => (r as unknown as Record<string, Cell>)[c])) });
+  }
   log.info({ dir, courses: courses.length, dvhCourses: dvhTables.length, radiomicsCourses: radiomicsTables.length }, 'cohort results written');
 }

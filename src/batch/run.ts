@@ -17,6 +17,7 @@ import type { OrganizeResult } from '../organize/organize.js';
 import type { SegmentationInput } from '../pipeline/stages/segmentation.js';
 import type { DvhInput } from '../pipeline/stages/dvh.js';
 import type { RadiomicsInput } from '../pipeline/stages/radiomics.js';
+import type { RobustnessInput } from '../pipeline/stages/robustness.js';
 import { fileURLToPath } from 'node:url';
 
 /** The original rtpipeline's CT settings (1 mm B-spline, bin width 25, Original + LoG + wavelet). */
@@ -83,7 +84,7 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
     progress.setTotal(courses.length);
     const courseStages = opts.stages.filter((s) => s !== 'organize');
     const outcomes = await Promise.all(courses.map((c) => runOneCourse(c, courseStages, pool, opts, progress)));
-    await writeCohortResults(outDir, outcomes, log);
+    await writeCohortResults(outDir, outcomes, log, config);
     const failed = outcomes.filter((o) => !o.ok);
     progress.finish();
     log.info({ courses: outcomes.length, failed: failed.length }, failed.length > 0 ? `${failed.length} of ${outcomes.length} course(s) failed` : `all ${outcomes.length} course(s) done`);
@@ -172,6 +173,12 @@ async function planCourse(c: CourseRef, stages: readonly StageName[], config: Co
         maxVoxels: config.radiomics.max_voxels,
         workers: config.radiomics.sequential ? 1 : Math.max(1, config.max_workers ?? usableCpusSync().count - 1),
       };
+      out.push({ stage, key, input: () => input });
+    } else if (stage === 'robustness') {
+      if (!config.radiomics_robustness.enabled) continue;
+      const paramsFile = path.resolve(config.radiomics.params_file ?? DEFAULT_RADIOMICS_PARAMS);
+      const key = createHash('sha256').update(JSON.stringify([contentKey, config.radiomics_robustness, existsSync(paramsFile) ? await fsp.readFile(paramsFile, 'utf8') : 'missing'])).digest('hex').slice(0, 16);
+      const input: RobustnessInput = { courseDir: c.dir, patientId: c.patientId, courseId: c.courseId, paramsFile, settings: config.radiomics_robustness.segmentation_perturbation };
       out.push({ stage, key, input: () => input });
     } else {
       throw new Error(`stage ${stage} is not available in this version`);

@@ -3,7 +3,7 @@ export const STAGES = ['organize', 'segmentation', 'dvh', 'radiomics', 'robustne
 export type StageName = (typeof STAGES)[number];
 
 /** The stages this version can run; the others come with later versions and are refused by name. */
-export const AVAILABLE_STAGES: readonly StageName[] = ['organize', 'segmentation', 'dvh', 'radiomics'];
+export const AVAILABLE_STAGES: readonly StageName[] = ['organize', 'segmentation', 'dvh', 'radiomics', 'robustness'];
 
 export function isStageName(s: string): s is StageName {
   return (STAGES as readonly string[]).includes(s);
