@@ -1,5 +1,5 @@
 /**
- * Benchmark entry point (`npm run bench`): runs every bench (ingest, segment, dvh, organize, radiomics) and
+ * Benchmark entry point (`npm run bench`): runs every bench (ingest, segment, dvh, organize, radiomics, robustness) and
  * prints one final `BENCH_RESULT {"ingest": {...}, ...}` JSON line. BENCH_ONLY=<name> runs just that one. Exits non-zero only on errors; a missed target is reported
  * as MISS in the output, not as a failure.
  */
@@ -8,8 +8,9 @@ import { abortSegmentBench, segmentBench, type SegmentResult } from './segment.j
 import { dvhBench, type DvhBenchResult } from './dvh.js';
 import { abortOrganizeBench, runOrganizeBench, type OrganizeBenchResult } from './organize.js';
 import { radiomicsBench, type RadiomicsBenchResult } from './radiomics.js';
+import { robustnessBench, type RobustnessBenchResult } from './robustness.js';
 
-const BENCHES = ['ingest', 'segment', 'dvh', 'organize', 'radiomics'] as const;
+const BENCHES = ['ingest', 'segment', 'dvh', 'organize', 'radiomics', 'robustness'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 // On Ctrl-C / SIGTERM still stop the children and delete the temp folders before exiting.
@@ -32,7 +33,7 @@ function selected(): BenchName[] {
 
 async function main(): Promise<void> {
   const benches = selected();
-  const result: { ingest?: IngestResult; segment?: SegmentResult; dvh?: DvhBenchResult; organize?: OrganizeBenchResult; radiomics?: RadiomicsBenchResult } = {};
+  const result: { ingest?: IngestResult; segment?: SegmentResult; dvh?: DvhBenchResult; organize?: OrganizeBenchResult; radiomics?: RadiomicsBenchResult; robustness?: RobustnessBenchResult } = {};
   if (benches.includes('ingest')) result.ingest = await ingestBench();
   if (benches.includes('segment')) {
     if (result.ingest) console.log('');
@@ -49,6 +50,10 @@ async function main(): Promise<void> {
   if (benches.includes('radiomics')) {
     console.log('');
     result.radiomics = await radiomicsBench();
+  }
+  if (benches.includes('robustness')) {
+    console.log('');
+    result.robustness = await robustnessBench();
   }
   console.log(`\nBENCH_RESULT ${JSON.stringify(result)}`);
 }
