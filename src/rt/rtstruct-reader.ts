@@ -17,6 +17,7 @@ import { HeaderError, NeedMoreBytes, readPart10Meta } from '../dicom/header.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
 import { TS } from '../dicom/transfer-syntax.js';
 import type { RtStruct, RtStructContour, RtStructRoi } from './rtstruct.js';
+import { RTSTRUCT_TAG } from './rtstruct-tags.js';
 
 /** The file is valid DICOM but encoded in a way this reader leaves to the general (dcmjs) reader. */
 export class RtStructUnsupported extends Error {
@@ -56,35 +57,7 @@ export function parseRtStruct(buf: Buffer): RtStruct {
 
 // ------------------------------------------------------------------------------ what is read
 
-const T = {
-  SpecificCharacterSet: 0x00080005,
-  SOPClassUID: 0x00080016,
-  SOPInstanceUID: 0x00080018,
-  ReferencedSOPClassUID: 0x00081150,
-  ReferencedSOPInstanceUID: 0x00081155,
-  PatientID: 0x00100020,
-  StudyInstanceUID: 0x0020000d,
-  SeriesInstanceUID: 0x0020000e,
-  FrameOfReferenceUID: 0x00200052,
-  StructureSetLabel: 0x30060002,
-  ReferencedFrameOfReferenceSequence: 0x30060010,
-  RTReferencedStudySequence: 0x30060012,
-  RTReferencedSeriesSequence: 0x30060014,
-  ContourImageSequence: 0x30060016,
-  StructureSetROISequence: 0x30060020,
-  ROINumber: 0x30060022,
-  ReferencedFrameOfReferenceUID: 0x30060024,
-  ROIName: 0x30060026,
-  ROIDisplayColor: 0x3006002a,
-  ROIGenerationAlgorithm: 0x30060036,
-  ROIContourSequence: 0x30060039,
-  ContourSequence: 0x30060040,
-  ContourGeometricType: 0x30060042,
-  ContourData: 0x30060050,
-  RTROIObservationsSequence: 0x30060080,
-  ReferencedROINumber: 0x30060084,
-  RTROIInterpretedType: 0x300600a4,
-} as const;
+const T = RTSTRUCT_TAG;
 
 /** The value VRs this reader decodes; also the dictionary VR of each element for implicit VR. */
 type ValueVr = 'UI' | 'CS' | 'LO' | 'SH' | 'IS' | 'DS';

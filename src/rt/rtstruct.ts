@@ -14,6 +14,7 @@ import { IMPLEMENTATION_VERSION_NAME, newUid, type Uid } from '../dicom/uid.js';
 import { part10Header } from '../dicom/part10.js';
 import { DatasetWriter, MAX_SHORT_VALUE_BYTES, type TextVr } from '../dicom/dataset-writer.js';
 import { parseRtStruct, RtStructUnsupported } from './rtstruct-reader.js';
+import { RTSTRUCT_TAG } from './rtstruct-tags.js';
 
 export type RoiInterpretedType =
   | 'EXTERNAL' | 'PTV' | 'CTV' | 'GTV' | 'TREATED_VOLUME' | 'IRRAD_VOLUME' | 'BOLUS' | 'AVOIDANCE'
@@ -137,67 +138,7 @@ const CONTOUR_DECIMALS = [6, 4, 3, 2];
 const SLICE_MATCH_TOLERANCE_MM = 0.05;
 
 /** The tags the writer uses, in the order they are written within each dataset. */
-const TAG = {
-  SpecificCharacterSet: 0x00080005,
-  InstanceCreationDate: 0x00080012,
-  InstanceCreationTime: 0x00080013,
-  SOPClassUID: 0x00080016,
-  SOPInstanceUID: 0x00080018,
-  StudyDate: 0x00080020,
-  SeriesDate: 0x00080021,
-  StudyTime: 0x00080030,
-  SeriesTime: 0x00080031,
-  AccessionNumber: 0x00080050,
-  Modality: 0x00080060,
-  Manufacturer: 0x00080070,
-  InstitutionName: 0x00080080,
-  ReferringPhysicianName: 0x00080090,
-  StationName: 0x00081010,
-  SeriesDescription: 0x0008103e,
-  OperatorsName: 0x00081070,
-  ManufacturerModelName: 0x00081090,
-  ReferencedSOPClassUID: 0x00081150,
-  ReferencedSOPInstanceUID: 0x00081155,
-  PatientName: 0x00100010,
-  PatientID: 0x00100020,
-  PatientBirthDate: 0x00100030,
-  PatientSex: 0x00100040,
-  SoftwareVersions: 0x00181020,
-  StudyInstanceUID: 0x0020000d,
-  SeriesInstanceUID: 0x0020000e,
-  StudyID: 0x00200010,
-  SeriesNumber: 0x00200011,
-  InstanceNumber: 0x00200013,
-  FrameOfReferenceUID: 0x00200052,
-  PositionReferenceIndicator: 0x00201040,
-  StructureSetLabel: 0x30060002,
-  StructureSetName: 0x30060004,
-  StructureSetDate: 0x30060008,
-  StructureSetTime: 0x30060009,
-  ReferencedFrameOfReferenceSequence: 0x30060010,
-  RTReferencedStudySequence: 0x30060012,
-  RTReferencedSeriesSequence: 0x30060014,
-  ContourImageSequence: 0x30060016,
-  StructureSetROISequence: 0x30060020,
-  ROINumber: 0x30060022,
-  ReferencedFrameOfReferenceUID: 0x30060024,
-  ROIName: 0x30060026,
-  ROIDescription: 0x30060028,
-  ROIDisplayColor: 0x3006002a,
-  ROIGenerationAlgorithm: 0x30060036,
-  ROIContourSequence: 0x30060039,
-  ContourSequence: 0x30060040,
-  ContourGeometricType: 0x30060042,
-  NumberOfContourPoints: 0x30060046,
-  ContourNumber: 0x30060048,
-  ContourData: 0x30060050,
-  RTROIObservationsSequence: 0x30060080,
-  ObservationNumber: 0x30060082,
-  ReferencedROINumber: 0x30060084,
-  ROIObservationLabel: 0x30060085,
-  RTROIInterpretedType: 0x300600a4,
-  ROIInterpreter: 0x300600a6,
-} as const;
+const TAG = RTSTRUCT_TAG;
 
 // ---------------------------------------------------------------------------------------- writer
 
