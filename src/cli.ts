@@ -63,7 +63,6 @@ async function serve(args: string[]): Promise<number> {
   if (values.help) return help();
   const flags = values as Record<string, string | string[] | undefined>;
   const { config, file } = loadConfig({ file: values.config as string | undefined, flags });
-  if (config.node.watch.length > 0) throw new UsageError('--watch / node.watch is not available in this version yet (watched folders come with the web UI)');
   await checkPipelineSettings(config);
   const log = createLogger();
   const node = new RtNode(config, log);

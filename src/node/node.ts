@@ -18,6 +18,7 @@ import { isStageName, STAGES } from '../pipeline/stage-names.js';
 import { usableCpusSync } from '../system/cpus.js';
 import { resolveWorkers } from '../system/workers.js';
 import { createHttpServer, type Route } from '../http/server.js';
+import { WatchFolder } from './watch-folder.js';
 
 export const STUDY_JOB = 'study';
 
@@ -32,6 +33,8 @@ export class RtNode {
   jobs!: JobRunner;
   pool!: StagePool;
   completion!: StudyCompletion;
+  /** One per `node.watch` folder; files there are stored like C-STOREs. */
+  watchers: WatchFolder[] = [];
   private http: http.Server | undefined;
   private stopping = false;
   private started = false;
@@ -109,6 +112,12 @@ export class RtNode {
     this.completion.start();
     await this.dicom.listen();
     await this.listenHttp();
+    // After the store and completion: files already waiting in a folder are taken at once.
+    for (const dir of node.watch) {
+      const w = new WatchFolder({ dir, store: this.store, activity: this.activity, log: this.log.child({ component: 'watch' }), metrics: this.metrics });
+      this.watchers.push(w);
+      await w.start();
+    }
     this.started = true;
     this.log.info({ aet: node.aet, dicomPort: this.dicom.port, httpPort: this.httpPort, dataDir: this.dataDir, destinations: node.destinations.length }, 'rtpipeline node ready');
   }
@@ -205,7 +214,7 @@ export class RtNode {
     this.log.info('stopping: refusing new associations, finishing stores in flight, stopping running stages');
     this.completion?.stop();
     this.outbound?.stop();
-    await Promise.all([this.dicom?.close(graceMs), this.jobs?.stop(), this.pool?.stop()]);
+    await Promise.all([...this.watchers.map((w) => w.stop()), this.dicom?.close(graceMs), this.jobs?.stop(), this.pool?.stop()]);
     const httpClosed = new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
     this.http?.closeAllConnections();
     await httpClosed;
