@@ -97,8 +97,5 @@ describe('batch command: rtpipeline --dicom-root IN --outdir OUT --logs LOGS', (
     const bad = runCli('run', '--dicom-root', root, '--stage', 'dvhh');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/unknown stage "dvhh"/);
-    const later = runCli('run', '--dicom-root', root, '--stage', 'qc');
-    expect(later.status).toBe(2);
-    expect(later.stderr).toMatch(/not available in this version/);
   });
 });

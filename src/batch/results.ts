@@ -11,6 +11,7 @@ import { readMarker } from '../pipeline/stage-markers.js';
 import type { DvhResult } from '../pipeline/stages/dvh.js';
 import type { RadiomicsResult } from '../pipeline/stages/radiomics.js';
 import type { RobustnessResult } from '../pipeline/stages/robustness.js';
+import type { QcResult } from '../pipeline/stages/qc.js';
 import type { Config } from '../config/schema.js';
 import { parseRobustnessThresholds, ROBUSTNESS_SUMMARY_COLUMNS, ROBUSTNESS_SUMMARY_EXTRA_COLUMNS, summarizeRobustness, type RobustnessValueRow } from '../robustness/summary.js';
 
@@ -42,6 +43,7 @@ export async function writeCohortResults(outDir: string, courses: readonly Cours
   const dvhTables: Table[] = [];
   const radiomicsTables: Table[] = [];
   const robustnessRows: RobustnessValueRow[] = [];
+  const qcRows: Cell[][] = [];
   for (const c of courses) {
     const m = existsSync(caseMetadataPath(c.dir)) ? (JSON.parse(await fsp.readFile(caseMetadataPath(c.dir), 'utf8')) as Record<string, unknown>) : {};
     const dvh = (m.dvh ?? {}) as { skipped?: boolean; reason?: string; rows?: number };
@@ -63,11 +65,17 @@ export async function writeCohortResults(outDir: string, courses: readonly Cours
       const subject = `${c.patientId}/${c.courseId}`;
       for (const [structure, source, perturbationId, feature, value] of robustness.rows) robustnessRows.push({ subject, structure, source, perturbationId, feature, value });
     }
+    const qc = (await readMarker(c.dir, 'qc'))?.result as QcResult | undefined;
+    if (qc && 'checks' in qc) {
+      const failed = qc.checks.filter((k) => k.status === 'FAIL').map((k) => `${k.check}: ${k.subject}`);
+      qcRows.push([c.patientId, c.courseId, qc.status, failed.join('; '), path.relative(outDir, path.join(c.dir, path.basename(qc.report)))]);
+    }
   }
   const metaColumns = ['PatientID', 'CourseID', 'status', 'error', 'dvh', 'folder'];
   await writeTable(dir, 'case_metadata', { columns: metaColumns, rows: meta.map((r) => metaColumns.map((c) => r[c])) });
   if (dvhTables.length > 0) await writeTable(dir, 'dvh_metrics', concatTables(dvhTables));
   if (radiomicsTables.length > 0) await writeTable(dir, 'radiomics_ct', concatTables(radiomicsTables));
+  if (qcRows.length > 0) await writeTable(dir, 'qc_reports', { columns: ['PatientID', 'CourseID', 'status', 'failed_checks', 'report'], rows: qcRows });
   if (robustnessRows.length > 0) {
     // ICC over subjects: every course with robustness rows is one subject of the cohort.
     const summary = summarizeRobustness(robustnessRows, { thresholds: parseRobustnessThresholds(config?.radiomics_robustness.thresholds ?? {}, 'radiomics_robustness.thresholds') });

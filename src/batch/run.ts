@@ -11,13 +11,14 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { StagePool } from '../pipeline/stage-pool.js';
 import { runCourse, type PlannedStage, type StageOutcome } from '../pipeline/course-pipeline.js';
-import { AVAILABLE_STAGES, STAGES, type StageName } from '../pipeline/stage-names.js';
+import { STAGES, type StageName } from '../pipeline/stage-names.js';
 import type { OrganizeTreeInput } from '../pipeline/stages/organize.js';
 import type { OrganizeResult } from '../organize/organize.js';
 import type { SegmentationInput } from '../pipeline/stages/segmentation.js';
 import type { DvhInput } from '../pipeline/stages/dvh.js';
 import type { RadiomicsInput } from '../pipeline/stages/radiomics.js';
 import type { RobustnessInput } from '../pipeline/stages/robustness.js';
+import type { QcInput } from '../pipeline/stages/qc.js';
 import { fileURLToPath } from 'node:url';
 
 /** The original rtpipeline's CT settings (1 mm B-spline, bin width 25, Original + LoG + wavelet). */
@@ -180,6 +181,10 @@ async function planCourse(c: CourseRef, stages: readonly StageName[], config: Co
       const key = createHash('sha256').update(JSON.stringify([contentKey, config.radiomics_robustness, existsSync(paramsFile) ? await fsp.readFile(paramsFile, 'utf8') : 'missing'])).digest('hex').slice(0, 16);
       const input: RobustnessInput = { courseDir: c.dir, patientId: c.patientId, courseId: c.courseId, paramsFile, settings: config.radiomics_robustness.segmentation_perturbation };
       out.push({ stage, key, input: () => input });
+    } else if (stage === 'qc') {
+      // The report reads only the course folder; the chained marker key already covers upstream changes.
+      const input: QcInput = { courseDir: c.dir, patientId: c.patientId, courseId: c.courseId };
+      out.push({ stage, key: 'qc-v1', input: () => input });
     } else {
       throw new Error(`stage ${stage} is not available in this version`);
     }
@@ -218,13 +223,12 @@ async function segmentationInput(c: CourseRef, ctFiles: string[], rtstructs: str
   };
 }
 
-/** `--stage` values, checked: unknown names and stages of later versions are usage errors. */
+/** `--stage` values, checked: an unknown name is a usage error. */
 export function parseStages(values: readonly string[] | undefined): StageName[] {
-  if (!values || values.length === 0) return [...AVAILABLE_STAGES];
+  if (!values || values.length === 0) return [...STAGES];
   const names = values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
   for (const n of names) {
     if (!(STAGES as readonly string[]).includes(n)) throw new RangeError(`unknown stage "${n}" (stages: ${STAGES.join(', ')})`);
-    if (!AVAILABLE_STAGES.includes(n as StageName)) throw new RangeError(`stage "${n}" is not available in this version (available: ${AVAILABLE_STAGES.join(', ')})`);
   }
   return STAGES.filter((s) => names.includes(s));
 }
