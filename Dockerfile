@@ -48,6 +48,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/jobs ./dist/jobs
+# The web UI's static files (plain HTML/CSS/JS, served from the source folder).
+COPY --from=build /app/src/http/ui ./src/http/ui
 COPY config ./config
 RUN chmod +x /app/dist/src/cli.js && ln -s /app/dist/src/cli.js /usr/local/bin/rtpipeline
 

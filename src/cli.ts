@@ -9,18 +9,22 @@ import { RtNode } from './node/node.js';
 import { sendFiles, isStoredStatus } from './dicom/scu.js';
 import { checkPipelineSettings } from './pipeline/preflight.js';
 import { runBatch, parseStages } from './batch/run.js';
+import { executorSchema, type Config } from './config/schema.js';
 
 const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
 
   rtpipeline serve    [--config FILE] [--aet AE] [--dicom-port N] [--http-port N] [--data-dir DIR]
                       [--destination AE@HOST:PORT]... [--allow-caller AE]... [--stable-seconds S]
                       [--watch DIR]... [--max-workers N] [--seg-workers N] [--bind ADDR]
+  rtpipeline ui       [serve flags]   the same node as serve; its web UI is at http://HOST:HTTP-PORT/
   rtpipeline send     --destination AE@HOST:PORT [--aet AE] FILES_OR_DIRS...
   rtpipeline [run]    --dicom-root DIR [--outdir DIR] [--logs DIR] [--config FILE] [--stage NAME]...
                       [--max-workers N] [--seg-workers N] [--segmentation-engine builtin|totalsegmentator|none]
                       [--totalseg-device gpu|cpu|mps] [--totalseg-fast] [--no-totalseg-force-split]
                       [--totalseg-roi-subset A,B] [--custom-structures FILE] [--force-redo] [-v]
-                      (stages: organize, segmentation, dvh, radiomics)
+                      [--executor local|slurm] [--partition P] [--account A] [--gpus-per-task N]
+                      [--time HH:MM:SS] [--container IMAGE.sif]   (slurm: one sbatch array task per course)
+                      (stages: organize, segmentation, dvh, radiomics, robustness, qc)
   rtpipeline radiomics IMAGE MASK [--param FILE] [--label N] [--roi NAME] [--out FILE.csv] [--ibsi]
                       (IMAGE: NIfTI or a DICOM series folder; MASK: NIfTI, or an RTSTRUCT with --roi)
   rtpipeline validate --config FILE
@@ -115,20 +119,53 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
   'force-redo': { type: 'boolean' },
   verbose: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' },
+  // Where the course stages run (config `executor`).
+  executor: { type: 'string' },
+  partition: { type: 'string' },
+  account: { type: 'string' },
+  'gpus-per-task': { type: 'string' },
+  time: { type: 'string' },
+  container: { type: 'string' },
+  // Internal: what a SLURM array task runs (one organized course folder, no cohort tables).
+  'only-course': { type: 'string' },
 };
+
+/** The `--executor ...` flags over the config's `executor` section (flag > config), validated. */
+function withExecutorFlags(config: Config, values: Values): Config {
+  const flags: Record<string, unknown> = {};
+  const text = (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+  if (text('executor') !== undefined) flags.kind = text('executor');
+  for (const [flag, key] of [['partition', 'partition'], ['account', 'account'], ['time', 'time'], ['container', 'container']] as const) {
+    if (text(flag) !== undefined) flags[key] = text(flag);
+  }
+  const gpus = text('gpus-per-task');
+  if (gpus !== undefined) flags.gpus_per_task = /^\d+$/.test(gpus) ? Number(gpus) : gpus;
+  if (Object.keys(flags).length === 0) return config;
+  const r = executorSchema.safeParse({ ...config.executor, ...flags });
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const key = String(issue.path[0] ?? 'kind');
+    const flag = { kind: 'executor', gpus_per_task: 'gpus-per-task' }[key] ?? key;
+    throw new UsageError(`--${flag}: ${issue.message}`);
+  }
+  return { ...config, executor: r.data };
+}
 
 /** The batch pipeline over a folder tree (`rtpipeline [run] --dicom-root IN --outdir OUT --logs LOGS`). */
 async function runCommand(args: string[]): Promise<number> {
   const { values } = parse(args, RUN_OPTIONS);
   if (values.help) return help();
   if (values['totalseg-force-split'] && values['no-totalseg-force-split']) throw new UsageError('--totalseg-force-split and --no-totalseg-force-split contradict each other');
-  const { config } = loadConfig({ file: values.config as string | undefined, flags: values as Record<string, string | string[] | boolean | undefined> });
+  const loaded = loadConfig({ file: values.config as string | undefined, flags: values as Record<string, string | string[] | boolean | undefined> });
+  const config = withExecutorFlags(loaded.config, values);
+  const onlyCourse = values['only-course'] as string | undefined;
   let stages;
   try {
     stages = parseStages(values.stage as string[] | undefined);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  if (onlyCourse !== undefined) stages = stages.filter((s) => s !== 'organize');
   if (stages.includes('organize') && !config.dicom_root) throw new UsageError('--dicom-root DIR is needed (the folder tree of DICOM files to process)');
   await checkPipelineSettings(config);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -140,9 +177,11 @@ async function runCommand(args: string[]): Promise<number> {
     log.warn({ signal }, 'stopping: running stages are cancelled, finished ones are kept (markers); run again to resume');
     abort.abort('shutdown');
   };
-  process.once('SIGINT', () => onSignal('SIGINT'));
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  const result = await runBatch({ config, stages, forceRedo: values['force-redo'] === true, log, signal: abort.signal });
+  // Kept installed after the first signal: a repeated SIGTERM must not kill the run half-way through
+  // cancelling its work (with --executor slurm: before scancel has emptied the queue).
+  process.on('SIGINT', () => (abort.signal.aborted ? log.warn('already stopping') : onSignal('SIGINT')));
+  process.on('SIGTERM', () => (abort.signal.aborted ? log.warn('already stopping') : onSignal('SIGTERM')));
+  const result = await runBatch({ config, stages, forceRedo: values['force-redo'] === true, log, signal: abort.signal, onlyCourse });
   for (const c of result.courses.filter((x) => !x.ok)) process.stderr.write(`failed: ${c.patientId}/${c.courseId}: ${c.error}\n`);
   process.stdout.write(`${result.courses.length - result.courses.filter((x) => !x.ok).length}/${result.courses.length} course(s) done; results in ${path.resolve(config.output_dir)}, log ${logFile}\n`);
   return abort.signal.aborted ? 1 : result.exitCode;
@@ -266,6 +305,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'serve':
+      // The web UI is part of every node: `ui` is `serve` under the name users look for.
+      case 'ui':
         return await serve(rest);
       case 'validate':
         return await validate(rest);

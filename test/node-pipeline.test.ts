@@ -114,7 +114,7 @@ describe('pipeline engine in the node', () => {
       await sendStudy(node, [...ct.files, rsPlan]);
       const job = await node.waitFor(async () => (await jobs(node)).find((j) => j.state === 'done' || j.state === 'failed'), 60_000, 'study job');
       expect(job.error).toBeNull();
-      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done']);
+      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'qc:done']);
       const course = job.result.courseDir as string;
       expect(course.endsWith(path.join('PIPE', '2026-03-01'))).toBe(true);
 
@@ -158,7 +158,7 @@ describe('pipeline engine in the node', () => {
       expect(again.status).toBe(202);
       const rerun = await node.waitFor(async () => (await jobs(node)).find((j) => j.id === again.body.id && (j.state === 'done' || j.state === 'failed')), 60_000, 'the re-run');
       expect(rerun.generation).toBe(2);
-      expect(rerun.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done']);
+      expect(rerun.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done', 'qc:done']);
     } finally {
       expect(await node.stop()).toBe(0);
     }
@@ -171,7 +171,7 @@ describe('pipeline engine in the node', () => {
       await sendStudy(node, [...planned.files, ...planned.rtFiles]);
       const job = await node.waitFor(async () => (await jobs(node)).find((j) => j.state === 'done' || j.state === 'failed'), 60_000, 'study job');
       expect(job.error).toBeNull();
-      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'dvh:done']);
+      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'dvh:done', 'qc:done']);
       expect(job.result.courseId).toBe('2025-03');
       const rows = readFileSync(path.join(job.result.courseDir, 'dvh_metrics.csv'), 'utf8').split('\r\n');
       expect(rows.some((r) => r.startsWith('DVHNODE,2025-03,PTV,1,Manual,'))).toBe(true);
@@ -187,13 +187,13 @@ describe('pipeline engine in the node', () => {
     try {
       await sendStudy(node, planned.files);
       const first = await node.waitFor(async () => (await jobs(node)).find((j) => j.state === 'done'), 60_000, 'CT job');
-      expect(first.result.stages.map((s: any) => s.stage)).toEqual(['organize', 'segmentation']);
+      expect(first.result.stages.map((s: any) => s.stage)).toEqual(['organize', 'segmentation', 'qc']);
       await sendStudy(node, planned.rtFiles);
       const second = await node.waitFor(async () => (await jobs(node)).find((j) => j.generation === 2 && (j.state === 'done' || j.state === 'failed')), 60_000, 'reopened job');
       expect(second.error).toBeNull();
       expect(second.result.courseDir).toBe(first.result.courseDir);
       // New objects: organize again; a planning RTSTRUCT arrived too (an input of RS_custom), so segmentation runs again.
-      expect(second.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'dvh:done']);
+      expect(second.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'dvh:done', 'qc:done']);
       expect(existsSync(path.join(second.result.courseDir, 'dvh_metrics.csv'))).toBe(true);
     } finally {
       expect(await node.stop()).toBe(0);
@@ -233,7 +233,7 @@ describe('pipeline engine in the node', () => {
     try {
       const job = await node.waitFor(async () => (await jobs(node)).find((j) => j.state === 'done' || j.state === 'failed'), 60_000, 'resumed job');
       expect(job.error).toBeNull();
-      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done']);
+      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done', 'qc:done']);
       expect(await jobs(node)).toHaveLength(1);
     } finally {
       expect(await node.stop()).toBe(0);
@@ -257,7 +257,7 @@ describe('pipeline engine in the node', () => {
       expect(node.logs()).toMatch(/killed an external tool left running by the previous node process/);
       const job = await node.waitFor(async () => (await jobs(node)).find((j) => j.state === 'done' || j.state === 'failed'), 60_000, 'resumed job');
       expect(job.error).toBeNull();
-      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done']);
+      expect(job.result.stages.map((s: any) => `${s.stage}:${s.status}`)).toEqual(['organize:skipped', 'segmentation:done', 'qc:done']);
     } finally {
       expect(await node.stop()).toBe(0);
     }

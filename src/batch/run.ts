@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fsp } from 'node:fs';
+import { existsSync, openSync, closeSync, promises as fsp } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { StagePool } from '../pipeline/stage-pool.js';
@@ -29,6 +29,8 @@ import { usableCpusSync } from '../system/cpus.js';
 import { resolveWorkers } from '../system/workers.js';
 import { ProgressBar } from './progress.js';
 import { writeCohortResults } from './results.js';
+import type { CourseExecutor, CourseRef } from '../executor/course-executor.js';
+import { SlurmExecutor } from '../executor/slurm-executor.js';
 
 export interface BatchOptions {
   config: Config;
@@ -38,6 +40,9 @@ export interface BatchOptions {
   log: Logger;
   progress?: ProgressBar;
   signal?: AbortSignal;
+  /** Internal (`--only-course DIR`, what a SLURM array task runs): only this organized course folder,
+   *  on this machine, and no cohort tables (the submitting process writes those). */
+  onlyCourse?: string;
 }
 
 export interface CourseOutcome {
@@ -54,12 +59,6 @@ export interface BatchResult {
   exitCode: 0 | 1;
 }
 
-interface CourseRef {
-  patientId: string;
-  courseId: string;
-  dir: string;
-}
-
 export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
   const { config, log } = opts;
   const outDir = path.resolve(config.output_dir);
@@ -70,6 +69,7 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
   const pool = new StagePool({ maxWorkers: workers.maxWorkers, segWorkers: workers.segWorkers, graceMs: config.node.shutdown_grace_seconds * 1000, log });
   const progress = opts.progress ?? new ProgressBar(0);
   try {
+    if (opts.onlyCourse !== undefined) return await runOnlyCourse(opts.onlyCourse, pool, opts, progress);
     let courses: CourseRef[];
     if (opts.stages.includes('organize')) {
       if (!config.dicom_root) throw new Error('the organize stage needs --dicom-root (or dicom_root in the config)');
@@ -84,7 +84,12 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
     }
     progress.setTotal(courses.length);
     const courseStages = opts.stages.filter((s) => s !== 'organize');
-    const outcomes = await Promise.all(courses.map((c) => runOneCourse(c, courseStages, pool, opts, progress)));
+    const executor: CourseExecutor =
+      config.executor.kind === 'slurm'
+        ? new SlurmExecutor({ config, forceRedo: opts.forceRedo, log, signal: opts.signal })
+        : { kind: 'local', runCourses: (cs, stages) => Promise.all(cs.map((c) => runOneCourse(c, stages, pool, opts, progress))) };
+    const outcomes = await executor.runCourses(courses, courseStages);
+    if (executor.kind !== 'local') for (const o of outcomes) progress.tick(o.ok);
     await writeCohortResults(outDir, outcomes, log, config);
     const failed = outcomes.filter((o) => !o.ok);
     progress.finish();
@@ -92,6 +97,34 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
     return { courses: outcomes, exitCode: failed.length > 0 ? 1 : 0 };
   } finally {
     await pool.stop();
+  }
+}
+
+/**
+ * One course folder, run here (a SLURM array task). Test hook: with RTPIPELINE_TEST_FAIL_ONCE=FILE,
+ * the first run that manages to create FILE exits with an error before touching the course, so the
+ * tests can check that the executor resubmits a task that ended without a result.
+ */
+async function runOnlyCourse(dir: string, pool: StagePool, opts: BatchOptions, progress: ProgressBar): Promise<BatchResult> {
+  const failOnce = process.env.RTPIPELINE_TEST_FAIL_ONCE;
+  if (failOnce && claimFile(failOnce)) throw new Error(`RTPIPELINE_TEST_FAIL_ONCE (test hook): failing this first attempt on purpose (created ${failOnce})`);
+  const courseDir = path.resolve(dir);
+  if (!existsSync(caseMetadataPath(courseDir))) throw new Error(`--only-course ${dir}: not an organized course folder (no case_metadata.json); run organize first`);
+  const meta = JSON.parse(await fsp.readFile(caseMetadataPath(courseDir), 'utf8')) as { patientId?: string; courseId?: string };
+  const course = { patientId: meta.patientId ?? path.basename(path.dirname(courseDir)), courseId: meta.courseId ?? path.basename(courseDir), dir: courseDir };
+  progress.setTotal(1);
+  const outcome = await runOneCourse(course, opts.stages.filter((s) => s !== 'organize'), pool, opts, progress);
+  progress.finish();
+  return { courses: [outcome], exitCode: outcome.ok ? 0 : 1 };
+}
+
+/** Creates `file` if it does not exist yet; true when this call created it (atomic: O_EXCL). */
+function claimFile(file: string): boolean {
+  try {
+    closeSync(openSync(file, 'wx'));
+    return true;
+  } catch {
+    return false;
   }
 }
 

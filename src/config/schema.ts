@@ -128,6 +128,25 @@ const robustnessSchema = z
   })
   .strict();
 
+/** Where the batch command runs the course stages (`rtpipeline run --executor ...`). */
+export const executorSchema = z
+  .object({
+    kind: z.enum(['local', 'slurm']).default('local').describe('local: worker threads of this process; slurm: one sbatch array task per course (--executor)'),
+    partition: z.string().min(1).nullable().default(null).describe('SLURM partition; null = the cluster default (--partition)'),
+    account: z.string().min(1).nullable().default(null).describe('SLURM account (--account)'),
+    gpus_per_task: z.number().int().nonnegative().default(0).describe('GPUs per course task (--gpus-per-task)'),
+    time: z
+      .string()
+      .regex(/^(\d+-)?\d{1,3}(:\d{2}){0,2}$/, 'a SLURM time limit such as 02:00:00 or 1-00:00:00')
+      .nullable()
+      .default(null)
+      .describe('Time limit per course task, HH:MM:SS; null = the partition default (--time)'),
+    container: z.string().min(1).nullable().default(null).describe('Apptainer image with rtpipeline on PATH, run with apptainer exec on the compute nodes (--container)'),
+    max_retries: z.number().int().nonnegative().default(2).describe('Resubmissions of a course task that ended without a result (node failure, time limit, killed)'),
+    poll_seconds: z.number().positive().default(5).describe('Interval of the squeue polls'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     dicom_root: z.string().nullable().default(null).describe('Batch: the folder tree of DICOM files (--dicom-root)'),
@@ -142,6 +161,7 @@ export const configSchema = z
     radiomics: radiomicsSchema.prefault({}).describe('Radiomics'),
     radiomics_robustness: robustnessSchema.prefault({}).describe('Radiomics robustness'),
     node: nodeSchema.prefault({}).describe('The DICOM node (rtpipeline serve)'),
+    executor: executorSchema.prefault({}).describe('Batch: where the course stages run'),
   })
   .strict();
 

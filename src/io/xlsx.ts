@@ -3,7 +3,7 @@
  * as numbers, a bold header row, frozen under the header. Enough for result tables that people open
  * in Excel or read with pandas/openpyxl; no dependency (an XLSX file is a zip of a few XML parts).
  */
-import { deflateRawSync, crc32 } from 'node:zlib';
+import { zip } from './zip.js';
 import type { Cell, Table } from './table.js';
 
 const XML_HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n';
@@ -107,54 +107,4 @@ export function toXlsx(sheets: { name: string; table: Table }[]): Buffer {
     ...sheets.map((s, i): [string, string] => [`xl/worksheets/sheet${i + 1}.xml`, sheetXml(s.table)]),
   ];
   return zip(parts.map(([name, text]) => ({ name, data: Buffer.from(text, 'utf8') })));
-}
-
-/** A zip archive (deflate), with a fixed timestamp so the same tables give the same bytes. */
-function zip(files: { name: string; data: Buffer }[]): Buffer {
-  const chunks: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  const DOS_TIME = 0; // 00:00:00
-  const DOS_DATE = (2020 - 1980) << 9 | 1 << 5 | 1; // 2020-01-01
-  for (const f of files) {
-    const name = Buffer.from(f.name, 'utf8');
-    const packed = deflateRawSync(f.data);
-    const crc = crc32(f.data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x0800, 6); // UTF-8 names
-    local.writeUInt16LE(8, 8);
-    local.writeUInt16LE(DOS_TIME, 10);
-    local.writeUInt16LE(DOS_DATE, 12);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(packed.length, 18);
-    local.writeUInt32LE(f.data.length, 22);
-    local.writeUInt16LE(name.length, 26);
-    local.writeUInt16LE(0, 28);
-    const entry = Buffer.alloc(46);
-    entry.writeUInt32LE(0x02014b50, 0);
-    entry.writeUInt16LE(20, 4);
-    entry.writeUInt16LE(20, 6);
-    entry.writeUInt16LE(0x0800, 8);
-    entry.writeUInt16LE(8, 10);
-    entry.writeUInt16LE(DOS_TIME, 12);
-    entry.writeUInt16LE(DOS_DATE, 14);
-    entry.writeUInt32LE(crc, 16);
-    entry.writeUInt32LE(packed.length, 20);
-    entry.writeUInt32LE(f.data.length, 24);
-    entry.writeUInt16LE(name.length, 28);
-    entry.writeUInt32LE(offset, 42);
-    central.push(entry, name);
-    chunks.push(local, name, packed);
-    offset += local.length + name.length + packed.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(files.length, 8);
-  end.writeUInt16LE(files.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...chunks, cd, end]);
 }

@@ -17,8 +17,12 @@ import { ChildRegistry } from '../pipeline/child-registry.js';
 import { isStageName, STAGES } from '../pipeline/stage-names.js';
 import { usableCpusSync } from '../system/cpus.js';
 import { resolveWorkers } from '../system/workers.js';
-import { createHttpServer, type Route } from '../http/server.js';
+import { createHttpServer, HANDLED, type Route } from '../http/server.js';
+import { handleUpload } from '../http/upload.js';
+import { JobEventHub } from '../http/events.js';
+import { courseFile, courseZip, resultsOf } from '../http/course-files.js';
 import { WatchFolder } from './watch-folder.js';
+import { uiPage, uiAsset } from '../http/ui/assets.js';
 
 export const STUDY_JOB = 'study';
 
@@ -36,6 +40,7 @@ export class RtNode {
   /** One per `node.watch` folder; files there are stored like C-STOREs. */
   watchers: WatchFolder[] = [];
   private http: http.Server | undefined;
+  private events: JobEventHub | undefined;
   private stopping = false;
   private started = false;
   private readonly startedAt = Date.now();
@@ -99,6 +104,7 @@ export class RtNode {
           graceSeconds: Math.min(10, node.shutdown_grace_seconds / 2),
           outbound: this.outbound,
           heartbeatSeconds: this.config.heartbeat_seconds,
+          onProgress: () => this.events?.poke(),
         }),
       },
       node.max_concurrent_jobs,
@@ -128,6 +134,9 @@ export class RtNode {
   }
 
   private async listenHttp(): Promise<void> {
+    this.events = new JobEventHub(this.index, jobView);
+    // Partial uploads of a previous run (zips waiting to be read) were never answered: drop them.
+    await fsp.rm(this.uploadTmpDir, { recursive: true, force: true });
     this.http = createHttpServer(this.routes(), { apiKey: process.env.RTPIPELINE_API_KEY || undefined, log: this.log.child({ component: 'http' }) });
     await new Promise<void>((resolve, reject) => {
       this.http!.once('error', reject);
@@ -153,9 +162,15 @@ export class RtNode {
     };
   }
 
+  private get uploadTmpDir(): string {
+    return path.join(this.store.layout.incoming, 'uploads');
+  }
+
   private routes(): Route[] {
     return [
       { method: 'GET', path: '/health', handler: () => { const h = this.health(); return { status: h.healthy ? 200 : 503, body: h.body }; } },
+      { method: 'GET', path: '/', handler: () => uiPage() },
+      { method: 'GET', path: '/ui/:asset', handler: (_r, p) => uiAsset(p.asset) },
       { method: 'GET', path: '/metrics', handler: () => ({ status: 200, body: this.renderMetrics(), contentType: 'text/plain; version=0.0.4' }) },
       { method: 'GET', path: '/api/studies', handler: () => ({ status: 200, body: this.index.listStudies() }) },
       { method: 'GET', path: '/api/studies/:uid', handler: (_r, p) => {
@@ -184,6 +199,34 @@ export class RtNode {
           if (!job) return { status: 409, body: { error: `study ${p.uid} is unknown or still receiving` } };
           this.jobs.kick();
           return { status: 202, body: jobView(job) };
+        } },
+      { method: 'DELETE', path: '/api/jobs/:id', handler: (_r, p) => {
+          const outcome = this.index.deleteJob(Number(p.id));
+          if (outcome === 'missing') return { status: 404, body: { error: `no job ${p.id}` } };
+          if (outcome === 'unfinished') return { status: 409, body: { error: `job ${p.id} is queued or running: cancel it first (POST /api/jobs/${p.id}/cancel), then delete it` } };
+          this.events?.poke();
+          return { status: 200, body: { deleted: true } };
+        } },
+      { method: 'GET', path: '/api/jobs/:id/download', handler: (_r, p) => {
+          const found = resultsOf(this.index, Number(p.id));
+          return 'error' in found ? found.error : courseZip(found);
+        } },
+      { method: 'GET', path: '/api/jobs/:id/files/*', handler: (_r, p) => {
+          const found = resultsOf(this.index, Number(p.id));
+          return 'error' in found ? found.error : courseFile(found, p['*']);
+        } },
+      { method: 'POST', path: '/api/upload', handler: (req) =>
+          handleUpload(req, {
+            store: this.store,
+            index: this.index,
+            activity: this.activity,
+            minFreeBytes: this.config.node.min_free_disk_mb * 1048576,
+            tmpDir: this.uploadTmpDir,
+            log: this.log.child({ component: 'upload' }),
+          }) },
+      { method: 'GET', path: '/api/events', handler: (req, _p, res) => {
+          this.events!.subscribe(req, res);
+          return HANDLED;
         } },
       { method: 'GET', path: '/api/outbound', handler: () => ({ status: 200, body: this.index.listOutbound().map((o) => ({ ...o, files: JSON.parse(o.files).length })) }) },
     ];
@@ -215,6 +258,7 @@ export class RtNode {
     this.completion?.stop();
     this.outbound?.stop();
     await Promise.all([...this.watchers.map((w) => w.stop()), this.dicom?.close(graceMs), this.jobs?.stop(), this.pool?.stop()]);
+    this.events?.close();
     const httpClosed = new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
     this.http?.closeAllConnections();
     await httpClosed;
@@ -240,6 +284,6 @@ async function readJsonBody(req: http.IncomingMessage): Promise<Record<string, u
   return v as Record<string, unknown>;
 }
 
-function jobView(j: import('../store/index-db.js').JobRow) {
-  return { ...j, result: j.result ? JSON.parse(j.result) : null };
+export function jobView(j: import('../store/index-db.js').JobRow) {
+  return { ...j, result: j.result ? JSON.parse(j.result) : null, progress: j.progress ? JSON.parse(j.progress) : null };
 }

@@ -8,11 +8,13 @@ import type { OutboundQueue } from './outbound.js';
 import type { StageFn } from './job-runner.js';
 import type { StagePool } from '../pipeline/stage-pool.js';
 import { courseDirFor } from '../pipeline/course.js';
-import { runCourse, type PlannedStage } from '../pipeline/course-pipeline.js';
+import { runCourse, type PlannedStage, type StageStatus } from '../pipeline/course-pipeline.js';
+import { STAGES } from '../pipeline/stage-names.js';
 import type { OrganizeInput } from '../pipeline/stages/organize.js';
 import type { SegmentationInput, SegmentationResult } from '../pipeline/stages/segmentation.js';
 import type { StageName } from '../pipeline/stage-names.js';
 import type { DvhInput } from '../pipeline/stages/dvh.js';
+import type { QcInput } from '../pipeline/stages/qc.js';
 import { scanFiles } from '../organize/scan.js';
 
 export interface StudyJobDeps {
@@ -27,6 +29,24 @@ export interface StudyJobDeps {
   graceSeconds: number;
   outbound: OutboundQueue;
   heartbeatSeconds: number;
+  /** Told after the job's progress was written to the index (the HTTP event hub listens). */
+  onProgress?: (jobId: number) => void;
+}
+
+/** Live progress of a job, as kept in jobs.progress and shown by the API and the web UI. */
+export interface JobProgress {
+  /** The stage running now, or the last one that reported. */
+  stage: StageName | null;
+  stages: { stage: StageName; status: StageStatus | 'pending'; ms: number }[];
+}
+
+/** Progress of the planned stages, in the order runCourse takes them, all pending. */
+export function initialProgress(planned: readonly StageName[]): JobProgress {
+  return { stage: null, stages: STAGES.filter((s) => planned.includes(s)).map((stage) => ({ stage, status: 'pending', ms: 0 })) };
+}
+
+export function withStage(p: JobProgress, stage: StageName, status: StageStatus, ms: number): JobProgress {
+  return { stage, stages: p.stages.map((s) => (s.stage === stage ? { stage, status, ms } : s)) };
 }
 
 /** What the segmentation output depends on besides the images: settings and the custom structures file. */
@@ -132,7 +152,19 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     if (byClass(SOP_CLASS.RtDose).length > 0) {
       stages.push({ stage: 'dvh', key: contentKey, input: (): DvhInput => ({ courseDir: dir, patientId: study.patient_id, courseId }) });
     }
-    const { outcomes, results } = await runCourse({ pool: deps.pool, courseDir: dir, label, stages, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo });
+    // The QC report (pictures and checks) for the web UI; it reads only the course folder.
+    if (ctSeries) stages.push({ stage: 'qc', key: 'qc-v1', input: (): QcInput => ({ courseDir: dir, patientId: study.patient_id, courseId }) });
+    let progress = initialProgress(stages.map((p) => p.stage));
+    const report = () => {
+      deps.index.setJobProgress(job.id, progress);
+      deps.onProgress?.(job.id);
+    };
+    report();
+    const onStage = (stage: StageName, status: StageStatus, ms: number) => {
+      progress = withStage(progress, stage, status, ms);
+      report();
+    };
+    const { outcomes, results } = await runCourse({ pool: deps.pool, courseDir: dir, label, stages, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo, onStage });
     const segmentation = results.segmentation as SegmentationResult;
     if ('rsAuto' in segmentation) {
       // Idempotent per job: a resumed job finds its items and queues nothing twice.

@@ -32,7 +32,11 @@ export interface CourseRunOptions {
   log: Logger;
   signal?: AbortSignal;
   heartbeatSeconds?: number;
+  /** Told when a stage starts (running), ends (done, with its duration), is skipped or fails. */
+  onStage?: (stage: StageName, status: StageStatus, ms: number) => void;
 }
+
+export type StageStatus = 'running' | 'done' | 'skipped' | 'failed';
 
 export interface StageOutcome {
   stage: StageName;
@@ -76,6 +80,7 @@ export async function runCourse(opts: CourseRunOptions): Promise<{ outcomes: Sta
       chain = key;
       results[stage] = marker.result;
       outcomes.push({ stage, status: 'skipped', ms: 0, result: marker.result });
+      opts.onStage?.(stage, 'skipped', 0);
       opts.log.info({ stage, finishedAt: marker.finishedAt }, `${stage} already done for ${opts.label}: skipped`);
       continue;
     }
@@ -89,10 +94,12 @@ export async function runCourse(opts: CourseRunOptions): Promise<{ outcomes: Sta
       (opts.heartbeatSeconds ?? 60) * 1000,
     );
     opts.log.info({ stage }, `${stage} started for ${opts.label}`);
+    opts.onStage?.(stage, 'running', 0);
     let result: unknown;
     try {
       result = await opts.pool.run(stage, p.input(results), { log: opts.log, signal: opts.signal });
     } catch (e) {
+      opts.onStage?.(stage, 'failed', Date.now() - started);
       throw new StageFailedError(stage, e as Error, opts.label);
     } finally {
       clearInterval(beat);
@@ -102,6 +109,7 @@ export async function runCourse(opts: CourseRunOptions): Promise<{ outcomes: Sta
     opts.log.info({ stage, ms }, `${stage} done for ${opts.label}`);
     results[stage] = result;
     outcomes.push({ stage, status: 'done', ms, result });
+    opts.onStage?.(stage, 'done', ms);
   }
   return { outcomes, results };
 }

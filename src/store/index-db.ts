@@ -58,6 +58,8 @@ export interface JobRow {
   result: string | null;
   /** JSON of the job's options (e.g. {"forceRedo": ["segmentation"]} for a requested re-run), or null. */
   options: string | null;
+  /** JSON of the job's live progress ({stage, stages: [{stage, status, ms}]}), null before it starts. */
+  progress: string | null;
 }
 
 export interface OutboundRow {
@@ -141,6 +143,10 @@ export class IndexDb {
     // Added in 0.2 (re-run requests); older indexes get the column here.
     if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'options')) {
       this.db.exec('ALTER TABLE jobs ADD COLUMN options TEXT');
+    }
+    // Added in 0.3 (live progress for the web UI).
+    if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'progress')) {
+      this.db.exec('ALTER TABLE jobs ADD COLUMN progress TEXT');
     }
     const db = this.db;
     this.stmts = {
@@ -317,6 +323,25 @@ export class IndexDb {
 
   cancelJob(id: number, now: number): boolean {
     return this.db.prepare(`UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'queued'`).run(now, id).changes === 1;
+  }
+
+  /** The job's live progress (JSON), written by the running job at each stage start and end. */
+  setJobProgress(id: number, progress: unknown): void {
+    this.db.prepare('UPDATE jobs SET progress = ? WHERE id = ?').run(JSON.stringify(progress), id);
+  }
+
+  /**
+   * Removes a finished job's row (its course folder stays). 'unfinished' for a queued or running
+   * job (cancel it first), 'missing' for an unknown id.
+   */
+  deleteJob(id: number): 'deleted' | 'unfinished' | 'missing' {
+    return this.db.transaction(() => {
+      const job = this.getJob(id);
+      if (!job) return 'missing' as const;
+      if (job.state === 'queued' || job.state === 'running') return 'unfinished' as const;
+      this.db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+      return 'deleted' as const;
+    })();
   }
 
   getJob(id: number): JobRow | undefined {
