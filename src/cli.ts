@@ -9,6 +9,7 @@ import { RtNode } from './node/node.js';
 import { sendFiles, isStoredStatus } from './dicom/scu.js';
 import { checkPipelineSettings } from './pipeline/preflight.js';
 import { runBatch, parseStages } from './batch/run.js';
+import { summaryTable } from './batch/progress.js';
 import { executorSchema, type Config } from './config/schema.js';
 
 const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
@@ -182,6 +183,7 @@ async function runCommand(args: string[]): Promise<number> {
   process.on('SIGINT', () => (abort.signal.aborted ? log.warn('already stopping') : onSignal('SIGINT')));
   process.on('SIGTERM', () => (abort.signal.aborted ? log.warn('already stopping') : onSignal('SIGTERM')));
   const result = await runBatch({ config, stages, forceRedo: values['force-redo'] === true, log, signal: abort.signal, onlyCourse });
+  if (!onlyCourse && result.courses.length > 0) process.stdout.write(`\n${summaryTable(result.courses)}\n`);
   for (const c of result.courses.filter((x) => !x.ok)) process.stderr.write(`failed: ${c.patientId}/${c.courseId}: ${c.error}\n`);
   process.stdout.write(`${result.courses.length - result.courses.filter((x) => !x.ok).length}/${result.courses.length} course(s) done; results in ${path.resolve(config.output_dir)}, log ${logFile}\n`);
   return abort.signal.aborted ? 1 : result.exitCode;

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { Writable } from 'node:stream';
-import { ProgressBar } from '../src/batch/progress.js';
+import { ProgressBar, summaryTable } from '../src/batch/progress.js';
 
 function fakeStream(isTTY: boolean) {
   let text = '';
@@ -27,5 +27,16 @@ describe('batch progress bar', () => {
     bar.tick(true);
     bar.finish();
     expect(text()).toBe('');
+  });
+
+  it('prints a summary table: one line per course with its stages and error', () => {
+    const t = summaryTable([
+      { patientId: 'P1', courseId: '2024-03', ok: true, stages: [{ stage: 'organize', status: 'skipped', ms: 0 }, { stage: 'dvh', status: 'done', ms: 2000 }] },
+      { patientId: 'P2', courseId: '2024-04', ok: false, error: 'segmentation failed', stages: [] },
+    ]);
+    const lines = t.trim().split('\n');
+    expect(lines[0]).toMatch(/^course\s+status\s+stages \(= already done\)\s+error$/);
+    expect(lines[2]).toMatch(/^P1\/2024-03\s+ok\s+organize=, dvh 2 s$/);
+    expect(lines[3]).toMatch(/^P2\/2024-04\s+FAILED\s+segmentation failed$/);
   });
 });

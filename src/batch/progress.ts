@@ -56,3 +56,17 @@ export class ProgressBar {
     if (this.enabled) this.stream.write(`\r${this.render()}\n`);
   }
 }
+
+/** The end-of-run summary table: one line per course, its stages (✓ done, = skipped) and the error. */
+export function summaryTable(courses: readonly { patientId: string; courseId: string; ok: boolean; error?: string; stages: { stage: string; status: string; ms: number }[] }[]): string {
+  const rows = courses.map((c) => [
+    `${c.patientId}/${c.courseId}`,
+    c.ok ? 'ok' : 'FAILED',
+    c.stages.map((s) => `${s.stage}${s.status === 'skipped' ? '=' : ' ' + formatElapsed(s.ms)}`).join(', '),
+    c.error ?? '',
+  ]);
+  const head = ['course', 'status', 'stages (= already done)', 'error'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n';
+}
