@@ -15,6 +15,7 @@ import { STAGES, type StageName } from '../pipeline/stage-names.js';
 import type { OrganizeTreeInput } from '../pipeline/stages/organize.js';
 import type { OrganizeResult } from '../organize/organize.js';
 import type { SegmentationInput } from '../pipeline/stages/segmentation.js';
+import { segmentationSettingsKey } from '../pipeline/segmentation-key.js';
 import type { DvhInput } from '../pipeline/stages/dvh.js';
 import type { RadiomicsInput } from '../pipeline/stages/radiomics.js';
 import type { RobustnessInput } from '../pipeline/stages/robustness.js';
@@ -184,7 +185,7 @@ async function planCourse(c: CourseRef, stages: readonly StageName[], config: Co
   const out: PlannedStage[] = [];
   for (const stage of stages) {
     if (stage === 'segmentation') {
-      const settingsKey = createHash('sha256').update(JSON.stringify([config.segmentation, config.custom_structures])).digest('hex').slice(0, 16);
+      const settingsKey = await segmentationSettingsKey(config.segmentation, config.custom_structures);
       const input = await segmentationInput(c, ctFiles, rtstructs, config);
       out.push({ stage, key: `${contentKey}:${settingsKey}`, input: () => input });
     } else if (stage === 'dvh') {

@@ -1,6 +1,5 @@
 import type { IndexDb, JobRow } from '../store/index-db.js';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config, Destination } from '../config/schema.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
@@ -12,6 +11,7 @@ import { runCourse, type PlannedStage, type StageStatus } from '../pipeline/cour
 import { STAGES } from '../pipeline/stage-names.js';
 import type { OrganizeInput } from '../pipeline/stages/organize.js';
 import type { SegmentationInput, SegmentationResult } from '../pipeline/stages/segmentation.js';
+import { segmentationSettingsKey } from '../pipeline/segmentation-key.js';
 import type { StageName } from '../pipeline/stage-names.js';
 import type { DvhInput } from '../pipeline/stages/dvh.js';
 import type { QcInput } from '../pipeline/stages/qc.js';
@@ -49,12 +49,25 @@ export function withStage(p: JobProgress, stage: StageName, status: StageStatus,
   return { stage, stages: p.stages.map((s) => (s.stage === stage ? { stage, status, ms } : s)) };
 }
 
-/** What the segmentation output depends on besides the images: settings and the custom structures file. */
-function segmentationSettingsKey(deps: StudyJobDeps): string {
-  const h = createHash('sha256').update(JSON.stringify(deps.segmentation));
-  if (deps.customStructures) h.update(existsSync(deps.customStructures) ? readFileSync(deps.customStructures) : 'missing');
-  for (const m of deps.segmentation.custom_models) h.update(existsSync(m) ? readFileSync(m) : 'missing');
-  return h.digest('hex').slice(0, 16);
+/**
+ * The objects placed under the course's DICOM/<modality>/ folders: the one CT series the pipeline
+ * uses (a second CT series, e.g. a 4DCT average or a localiser, would mix two grids under DICOM/CT),
+ * and no RTSTRUCT of ours that came back from the PACS (it is not a planning structure set).
+ */
+function courseObjects(
+  instances: readonly { path: string; series_uid: string; sop_uid: string }[],
+  series: readonly { series_uid: string; modality: string; description: string | null }[],
+  ctSeriesUid: string | undefined,
+): { path: string; modality: string; sopInstanceUid: string }[] {
+  const bySeries = new Map(series.map((s) => [s.series_uid, s]));
+  return instances
+    .map((i) => ({ i, s: bySeries.get(i.series_uid) }))
+    .filter(({ i, s }) => {
+      if (s?.modality === 'CT') return i.series_uid === ctSeriesUid;
+      if (s?.modality === 'RTSTRUCT') return !(s.description ?? '').startsWith('rtpipeline');
+      return true;
+    })
+    .map(({ i, s }) => ({ path: i.path, modality: s?.modality ?? 'OT', sopInstanceUid: i.sop_uid }));
 }
 
 /**
@@ -116,12 +129,12 @@ export function studyJob(deps: StudyJobDeps): StageFn {
             instances: instances.length,
             bytes: instances.reduce((a, i) => a + i.size, 0),
           },
-          instances: instances.map((i) => ({ path: i.path, modality: series.find((s) => s.series_uid === i.series_uid)?.modality ?? 'OT', sopInstanceUid: i.sop_uid })),
+          instances: courseObjects(instances, series, ctSeries?.s.series_uid),
         }),
       },
       {
         stage: 'segmentation',
-        key: `${segmentationInputsKey}:${segmentationSettingsKey(deps)}`,
+        key: `${segmentationInputsKey}:${await segmentationSettingsKey(deps.segmentation, deps.customStructures)}`,
         input: (): SegmentationInput => ({
           engine: deps.segmentation.engine,
           settings: deps.segmentation,

@@ -78,10 +78,21 @@ export class StagePool {
     if (this.stopped) return Promise.reject(new StageCancelledError(`${stage} not started: the pipeline is stopping`));
     if (runOpts.signal?.aborted) return Promise.reject(new StageCancelledError(`${stage} cancelled`));
     return new Promise<R>((resolve, reject) => {
+      // A stage cancelled while it waits for a worker leaves the queue: it must not start later.
+      const onAbort = () => {
+        const i = this.waiting.indexOf(entry);
+        if (i >= 0) {
+          this.waiting.splice(i, 1);
+          reject(new StageCancelledError(`${stage} cancelled before it started`));
+        }
+      };
       const start = () => {
+        runOpts.signal?.removeEventListener('abort', onAbort);
         this.start(stage, input, runOpts).then((r) => resolve(r as R), reject);
       };
-      this.waiting.push({ stage, start, refuse: reject });
+      const entry = { stage, start, refuse: reject };
+      runOpts.signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(entry);
       this.pump();
     });
   }

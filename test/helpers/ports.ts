@@ -8,8 +8,22 @@ import { join } from 'node:path';
 
 export const LOOPBACK = '127.0.0.1';
 
-/** A port that was free on 127.0.0.1 a moment ago (the usual bind-to-0 trick; tiny race is accepted). */
-export function freePort(): Promise<number> {
+/** Ports this test process has handed out: the kernel may give a just-closed port again. */
+const handedOut = new Set<number>();
+
+/** A port that was free on 127.0.0.1 a moment ago (the usual bind-to-0 trick; tiny race is accepted),
+ *  and never one this process handed out before (a node's DICOM and HTTP ports must differ). */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

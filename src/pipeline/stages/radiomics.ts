@@ -64,7 +64,13 @@ function extractInWorker(image: { dims: [number, number, number]; spacingMm: [nu
     });
     worker.once('error', (e) => {
       clearTimeout(timer);
+      void worker.terminate();
       reject(e);
+    });
+    // A worker that dies without a word (out of memory, exit) must not leave the ROI waiting for ever.
+    worker.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`radiomics worker exited with code ${code} before giving a result`));
     });
   });
 }
