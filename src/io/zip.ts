@@ -3,7 +3,10 @@
  * and a reader of the central directory over a file handle. No zip64: archives and entries over
  * 4 GiB are refused with a clear error (our outputs and uploads stay far below).
  */
-import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { crc32, deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
+
+const deflateRawAsync = promisify(deflateRaw);
 import type { FileHandle } from 'node:fs/promises';
 
 export interface ZipInput {
@@ -31,9 +34,13 @@ export class ZipBuilder {
   private count = 0;
 
   add(f: ZipInput): Buffer {
+    return this.addPacked(f, f.compress === false ? f.data : deflateRawSync(f.data));
+  }
+
+  /** `add` with the data already deflated (or stored, when `f.compress` is false). */
+  addPacked(f: ZipInput, packed: Buffer): Buffer {
     const name = Buffer.from(f.name, 'utf8');
     const method = f.compress === false ? 0 : 8;
-    const packed = method === 8 ? deflateRawSync(f.data) : f.data;
     if (f.data.length >= U32_MAX || this.offset + packed.length >= U32_MAX) {
       throw new Error(`zip: ${f.name} would take the archive over 4 GiB (zip64 is not written); download the course folder's files one by one`);
     }
@@ -90,9 +97,10 @@ export function zip(files: ZipInput[]): Buffer {
 }
 
 /** A zip streamed entry by entry: only one file's bytes are in memory at a time. */
+/** A zip as a stream of chunks; deflate runs on the threadpool, so the daemon's event loop stays free. */
 export async function* zipStream(files: AsyncIterable<ZipInput> | Iterable<ZipInput>): AsyncGenerator<Buffer> {
   const b = new ZipBuilder();
-  for await (const f of files) yield b.add(f);
+  for await (const f of files) yield b.addPacked(f, f.compress === false ? f.data : await deflateRawAsync(f.data));
   yield b.finish();
 }
 
