@@ -71,12 +71,6 @@ export function courseArrayScript(c: CourseTaskCommand): string {
   ].join('\n');
 }
 
-/** States after which a job (task) will not run again on its own. */
-const TERMINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'OUT_OF_MEMORY', 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED', 'SPECIAL_EXIT']);
-
-export function isTerminalState(state: string): boolean {
-  return TERMINAL.has(state.replace(/\+$/, '').split(' ')[0]);
-}
 
 /** `squeue -h -r -o %i|%T` lines → task id → state (`123_4` → RUNNING). */
 export function parseSqueue(text: string): Map<string, string> {

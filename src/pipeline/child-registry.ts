@@ -5,6 +5,7 @@
  * start time still matches, so a recycled pid of someone else's process is never touched.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readProcEntry } from '../system/proc.js';
 import type { Logger } from '../log.js';
 
 interface Entry {
@@ -12,16 +13,9 @@ interface Entry {
   startTime: string;
 }
 
-/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or undefined if gone. */
+/** Start time of a process (clock ticks since boot), or undefined if it is gone. */
 export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
-  } catch {
-    return undefined;
-  }
+  return readProcEntry(pid)?.start;
 }
 
 export class ChildRegistry {

@@ -13,8 +13,6 @@
 import { fQuantile } from './distributions.js';
 
 export type IccType = 'ICC1' | 'ICC2' | 'ICC3';
-export const ICC_TYPES: readonly IccType[] = ['ICC1', 'ICC2', 'ICC3'];
-
 /** Complete ratings, row-major: values[i * nColumns + j] is subject i under perturbation (column) j. */
 export interface RatingMatrix {
   nSubjects: number;

@@ -4,7 +4,7 @@
  */
 import type { Volume } from '../geometry/types.js';
 import { dilateRuns, erodeRuns, fillHolesRuns, keepLargestRuns } from './morphology.js';
-import { runSteps, type Steps } from './steps.js';
+import type { Steps } from './steps.js';
 import { thresholdRuns, type RunMask } from './runs.js';
 
 export interface BodyOptions {
@@ -15,10 +15,6 @@ export interface BodyOptions {
   detachRadiusMm?: number;
   /** Closing radius smoothing the skin over noise (default 3 mm). */
   closingRadiusMm?: number;
-}
-
-export function segmentBody(ct: Volume<Int16Array>, options: BodyOptions = {}): RunMask {
-  return runSteps(bodySteps(ct, options));
 }
 
 export function* bodySteps(ct: Volume<Int16Array>, options: BodyOptions = {}): Steps<RunMask> {

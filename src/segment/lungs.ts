@@ -30,7 +30,7 @@ import {
   type LabelledRunMask,
   type RunMask,
 } from './runs.js';
-import { runSteps, type Steps } from './steps.js';
+import type { Steps } from './steps.js';
 
 export interface LungOptions {
   /** Default -400 HU: lung parenchyma is ~-850, soft tissue ~40. */
@@ -54,11 +54,6 @@ export interface Lungs {
 interface Labelled {
   labelled: LabelledRunMask;
   count: number;
-}
-
-/** `body` lies on `box` of the CT's grid (the whole grid when no box is given); so do the lungs. */
-export function segmentLungs(ct: Volume<Int16Array>, body: RunMask, box?: Box, options: LungOptions = {}): Lungs {
-  return runSteps(lungSteps(ct, body, box, options));
 }
 
 export function* lungSteps(ct: Volume<Int16Array>, body: RunMask, box?: Box, options: LungOptions = {}): Steps<Lungs> {

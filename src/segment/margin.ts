@@ -36,8 +36,6 @@ export interface DirectionalMargin {
 }
 
 export const MARGIN_DIRECTIONS = ['anterior', 'posterior', 'left', 'right', 'superior', 'inferior'] as const;
-export type MarginDirection = (typeof MARGIN_DIRECTIONS)[number];
-
 export function uniformMargin(mm: Mm): DirectionalMargin {
   return { anterior: mm, posterior: mm, left: mm, right: mm, superior: mm, inferior: mm };
 }

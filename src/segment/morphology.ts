@@ -711,18 +711,6 @@ export function connectedComponents(mask: Mask, connectivity: Connectivity = 26)
   return { labels, sizes: c.sizes, count: c.count };
 }
 
-/** The `n` largest components as separate masks, largest first (fewer if the mask has fewer). */
-export function largestComponents(mask: Mask, n: number, connectivity: Connectivity = 26): Mask[] {
-  const m = runsOfMask(mask);
-  const c = componentsOfRuns(m, connectivity);
-  return labelsBySize(c.sizes)
-    .slice(0, n)
-    .map((label) => {
-      const keep = new Uint8Array(c.count + 1);
-      keep[label] = 1;
-      return maskOfRuns(selectRuns(m, c, keep));
-    });
-}
 
 /** The `n` (at most 255) largest components in one label array: 1 for the largest, 2 for the next, ...;
  *  `sizes[l - 1]` is the voxel count of label l. */

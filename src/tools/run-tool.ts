@@ -15,9 +15,10 @@
  * double fork completing in under TRACK_INTERVAL_MS) can still escape; the tools we run do not do that.
  * Without /proc (not Linux) only the process group is signalled.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
+import { readProcEntry, type ProcEntry } from '../system/proc.js';
 
 export interface RunToolOptions {
   /** Executable name (looked up on PATH) or path. */
@@ -272,29 +273,9 @@ class TailBuffer {
 // ---------------------------------------------------------------------------------------------------
 // The tool's process tree, from /proc
 
-interface ProcEntry {
-  pid: number;
-  ppid: number;
-  pgid: number;
-  sid: number;
-  /** Start time in clock ticks since boot: with the pid, identifies a process for its whole life. */
-  start: string;
-  state: string;
-}
 
 const HAVE_PROC = existsSync('/proc/self/stat');
 
-function readProcEntry(pid: number): ProcEntry | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return null;
-  }
-  // The command name is in parentheses and may itself contain spaces and parentheses.
-  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { pid, state: f[0], ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]), start: f[19] };
-}
 
 function readProcTable(): ProcEntry[] {
   const out: ProcEntry[] = [];
