@@ -1,6 +1,6 @@
 /** A course folder of the contract's output layout: `<out>/<PatientID>/<CourseID>`. */
 import path from 'node:path';
-import { existsSync, readdirSync, readFileSync, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { writeFileAtomic } from '../store/durable-fs.js';
 
 /** Characters that cannot appear in a path component taken from a DICOM identifier. */
@@ -26,27 +26,33 @@ export async function courseDirFor(
   opts: { earliestPlanDate?: string } = {},
 ): Promise<{ dir: string; courseId: string }> {
   const patientDir = path.join(outputDir, sanitizeId(study.patient_id));
-  // A study keeps its folder once it has one (e.g. its plan and dose arrive after the CT).
-  if (existsSync(patientDir)) {
-    for (const name of readdirSync(patientDir).sort()) {
-      const meta = caseMetadataPath(path.join(patientDir, name));
-      if (existsSync(meta) && (JSON.parse(readFileSync(meta, 'utf8')) as { studyInstanceUid?: string }).studyInstanceUid === study.study_uid) {
-        return { dir: path.join(patientDir, name), courseId: name };
-      }
-    }
+  // A study keeps its folder once it has one (e.g. its plan and dose arrive after the CT). Async:
+  // this runs on the daemon's event loop, which must keep answering C-STOREs.
+  const names = await fsp.readdir(patientDir).catch(() => [] as string[]);
+  // A folder without metadata belongs to nobody yet (e.g. a job that crashed right after mkdir).
+  const taken = new Set<string>();
+  for (const name of names.sort()) {
+    const owner = await studyOfCourse(path.join(patientDir, name));
+    if (owner === study.study_uid) return { dir: path.join(patientDir, name), courseId: name };
+    if (owner !== undefined) taken.add(name);
   }
   const planMonth = opts.earliestPlanDate && isoDate(opts.earliestPlanDate)?.slice(0, 7);
   const base = planMonth || (isoDate(study.study_date) ?? sanitizeId(study.study_uid));
   for (let n = 1; ; n++) {
     const courseId = n === 1 ? base : `${base}_${n}`;
+    if (taken.has(courseId)) continue;
     const dir = path.join(patientDir, courseId);
-    const meta = caseMetadataPath(dir);
-    if (!existsSync(meta)) {
-      await fsp.mkdir(dir, { recursive: true });
-      return { dir, courseId };
-    }
-    const owner = (JSON.parse(readFileSync(meta, 'utf8')) as { studyInstanceUid?: string }).studyInstanceUid;
-    if (owner === study.study_uid) return { dir, courseId };
+    await fsp.mkdir(dir, { recursive: true });
+    return { dir, courseId };
+  }
+}
+
+/** The StudyInstanceUID a course folder's case_metadata.json names, if any. */
+async function studyOfCourse(courseDir: string): Promise<string | undefined> {
+  try {
+    return (JSON.parse(await fsp.readFile(caseMetadataPath(courseDir), 'utf8')) as { studyInstanceUid?: string }).studyInstanceUid;
+  } catch {
+    return undefined;
   }
 }
 
