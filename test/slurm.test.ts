@@ -2,13 +2,15 @@
 // machine, started by test/fixtures/slurm-single-node.sh as root). Run with `npm run test:slurm`
 // (RTPIPELINE_TEST_SLURM=1); excluded from the default suite. A small synthetic cohort goes through
 // `--executor slurm` and through the local executor: same _RESULTS tables, same course files; a task
-// that fails once is resubmitted; SIGTERM cancels the jobs (scancel) and the run exits 1.
+// that fails once is resubmitted; SIGTERM cancels the jobs (scancel) and the run exits 1. A daemon
+// with `executor: {kind: slurm}` runs its study job's stages after organize as a course task there.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI, tempDir } from './helpers/node.js';
+import { CLI, startNode, tempDir } from './helpers/node.js';
+import { storescu } from './helpers/dcmtk.js';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 import { PLAN_PHANTOM as phantom } from './helpers/planned-patient.js';
 
@@ -141,4 +143,32 @@ describe('slurm executor: rtpipeline run --executor slurm on a real single-node 
     expect(stdout).toMatch(/cancelling job\(s\) \d+ \(scancel\)/);
     expect(squeueAll()).toBe('');
   }, 180_000);
+  it('the daemon with executor.kind slurm organizes here and runs the study job\'s later stages as a SLURM course task', async () => {
+    const ct = path.join(work, 'node-ct');
+    await writeCtSeries(ct, { patientId: 'SLN', patientName: 'SLN^NODE', studyDate: '20250601', phantom });
+    const node = await startNode({ configYaml: `node:\n  stable_seconds: 0.5\nexecutor:\n  kind: slurm\n  partition: ${partition}\n  poll_seconds: 1\n  time: '00:10:00'\n` });
+    try {
+      const sent = await storescu({ port: node.dicomPort, calledAet: node.aet, files: ct });
+      expect(sent.code, sent.stderr).toBe(0);
+      const job = await node.waitFor(async () => ((await node.api('/api/jobs')).body as any[]).find((j) => j.state === 'done' || j.state === 'failed'), 150_000, 'the study job');
+      expect(job.state, `${job.error}\n${node.logs().split('\n').slice(-20).join('\n')}`).toBe('done');
+      expect(job.result.stages.map((s: { stage: string; status: string }) => `${s.stage}:${s.status}`)).toEqual(['organize:done', 'segmentation:done', 'qc:done']);
+      // Organize ran in the node; segmentation and qc in one array task on the cluster.
+      expect(node.logs()).toMatch(/organize done for SLN\//);
+      expect(node.logs()).toMatch(/shared-filesystem probe passed/);
+      const submitted = /submitted array job (\d+) \(1 course task\(s\), attempt 1\)/.exec(node.logs());
+      expect(submitted, node.logs().slice(-3000)).not.toBeNull();
+      expect(node.logs()).not.toMatch(/segmentation started for/);
+      const taskLog = readFileSync(path.join(node.dataDir, 'logs', 'slurm', `rtpipeline-${submitted![1]}_0.out`), 'utf8');
+      expect(taskLog).toMatch(/segmentation done for SLN\//);
+      expect(taskLog).toMatch(/qc done for SLN\//);
+      const rsAuto = job.result.segmentation.rsAuto as string;
+      expect(rsAuto).toBe(path.join(job.result.courseDir, 'RS_auto.dcm'));
+      expect(rsAuto.startsWith(path.join(node.dataDir, 'output') + path.sep)).toBe(true);
+      expect(statSync(rsAuto).size).toBeGreaterThan(1000);
+      expect(squeueAll()).toBe('');
+    } finally {
+      await node.stop();
+    }
+  }, 200_000);
 });

@@ -6,6 +6,7 @@
  */
 import type { StageName } from '../pipeline/stage-names.js';
 import type { CourseOutcome } from '../batch/run.js';
+import type { Logger } from '../log.js';
 
 export type ExecutorKind = 'local' | 'slurm';
 
@@ -22,3 +23,7 @@ export interface CourseExecutor {
    *  failing course (that is an outcome with ok: false); throws only when nothing could run at all. */
   runCourses(courses: readonly CourseRef[], stages: readonly StageName[]): Promise<CourseOutcome[]>;
 }
+
+/** One course's stages somewhere else than this process (the daemon's study job with
+ *  `executor.kind: slurm`): the outcome as runCourses gives it; cancelled through the signal. */
+export type CourseRunner = (course: CourseRef, stages: readonly StageName[], o: { forceRedo: boolean; log: Logger; signal?: AbortSignal }) => Promise<CourseOutcome>;

@@ -23,7 +23,7 @@ import type { StageName } from '../pipeline/stage-names.js';
 import type { CourseOutcome } from '../batch/run.js';
 import { caseMetadataPath, updateCaseMetadata } from '../pipeline/course.js';
 import { writeFileAtomic } from '../store/durable-fs.js';
-import type { CourseExecutor, CourseRef } from './course-executor.js';
+import type { CourseExecutor, CourseRef, CourseRunner } from './course-executor.js';
 import { arraySpec, courseArrayScript, launcherFor, sbatchArgs, type SlurmJobId, type SlurmSettings } from './slurm-job.js';
 import { jobState, queuedTasks, sbatch, scancel } from './slurm-client.js';
 import { checkSharedFilesystem, sleep } from './shared-fs-probe.js';
@@ -41,6 +41,15 @@ export interface SlurmExecutorOptions {
 export function slurmSettings(config: Config): SlurmSettings {
   const e = config.executor;
   return { partition: e.partition, account: e.account, gpusPerTask: e.gpus_per_task, time: e.time, container: e.container };
+}
+
+/** The daemon's study jobs on SLURM: one course, one array task, with `config` (output_dir and
+ *  logs_dir set to the node's folders) as the task's effective config. */
+export function slurmCourseRunner(config: Config): CourseRunner {
+  return async (course, stages, o) => {
+    const [outcome] = await new SlurmExecutor({ config, forceRedo: o.forceRedo, log: o.log, signal: o.signal }).runCourses([course], stages);
+    return outcome;
+  };
 }
 
 /** What a course task left in its case_metadata.json (`pipeline`, written by runBatch). */

@@ -13,6 +13,7 @@ import { JobRunner } from './job-runner.js';
 import { StudyCompletion } from './study-completion.js';
 import { studyJob } from './study-job.js';
 import { StagePool } from '../pipeline/stage-pool.js';
+import { slurmCourseRunner } from '../executor/slurm-executor.js';
 import { ChildRegistry } from '../pipeline/child-registry.js';
 import { isStageName, STAGES } from '../pipeline/stage-names.js';
 import { usableCpusSync } from '../system/cpus.js';
@@ -104,6 +105,9 @@ export class RtNode {
           graceSeconds: Math.min(10, node.shutdown_grace_seconds / 2),
           outbound: this.outbound,
           heartbeatSeconds: this.config.heartbeat_seconds,
+          // executor.kind: slurm (the batch command's section): the course task writes into this
+          // node's output folder and its task logs under <data>/logs/slurm.
+          remote: this.config.executor.kind === 'slurm' ? slurmCourseRunner({ ...this.config, output_dir: outputDir, logs_dir: path.join(this.dataDir, 'logs') }) : undefined,
           onProgress: () => this.events?.poke(),
         }),
       },

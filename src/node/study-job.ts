@@ -7,7 +7,7 @@ import type { OutboundQueue } from './outbound.js';
 import type { StageFn } from './job-runner.js';
 import type { StagePool } from '../pipeline/stage-pool.js';
 import { courseDirFor } from '../pipeline/course.js';
-import { runCourse, type PlannedStage, type StageStatus } from '../pipeline/course-pipeline.js';
+import { runCourse, type CourseRunOptions, type PlannedStage, type StageStatus } from '../pipeline/course-pipeline.js';
 import { STAGES } from '../pipeline/stage-names.js';
 import type { OrganizeInput } from '../pipeline/stages/organize.js';
 import type { SegmentationInput, SegmentationResult } from '../pipeline/stages/segmentation.js';
@@ -16,6 +16,8 @@ import type { StageName } from '../pipeline/stage-names.js';
 import type { DvhInput } from '../pipeline/stages/dvh.js';
 import type { QcInput } from '../pipeline/stages/qc.js';
 import { scanFiles } from '../organize/scan.js';
+import { readMarker } from '../pipeline/stage-markers.js';
+import type { CourseRunner } from '../executor/course-executor.js';
 
 export interface StudyJobDeps {
   index: IndexDb;
@@ -29,6 +31,9 @@ export interface StudyJobDeps {
   graceSeconds: number;
   outbound: OutboundQueue;
   heartbeatSeconds: number;
+  /** Set with `executor.kind: slurm`: the stages after organize run there (one course task) instead
+   *  of in the stage pool; organize stays here (it reads this node's instance store). */
+  remote?: CourseRunner;
   /** Told after the job's progress was written to the index (the HTTP event hub listens). */
   onProgress?: (jobId: number) => void;
 }
@@ -177,12 +182,41 @@ export function studyJob(deps: StudyJobDeps): StageFn {
       progress = withStage(progress, stage, status, ms);
       report();
     };
-    const { outcomes, results } = await runCourse({ pool: deps.pool, courseDir: dir, label, stages, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo, onStage });
-    const segmentation = results.segmentation as SegmentationResult;
+    const course = { pool: deps.pool, courseDir: dir, label, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo, onStage };
+    const { outcomes, segmentation } = deps.remote
+      ? await runRemotely(deps.remote, { ...course, stages, patientId: study.patient_id, courseId })
+      : await runCourse({ ...course, stages }).then(({ outcomes, results }) => ({ outcomes, segmentation: results.segmentation as SegmentationResult }));
     if ('rsAuto' in segmentation) {
       // Idempotent per job: a resumed job finds its items and queues nothing twice.
       for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`));
     }
     return { courseDir: dir, courseId, stages: outcomes.map((o) => ({ stage: o.stage, status: o.status, ms: o.ms })), series: series.length, instances: instances.length, segmentation, outbound: queued };
   };
+}
+
+type CourseRun = Omit<CourseRunOptions, 'signal'> & { signal: AbortSignal; patientId: string; courseId: string };
+
+/**
+ * Organize here, then the remaining stages as one course task of the remote executor (SLURM). The
+ * task runs `rtpipeline run --only-course` on the course folder, so its markers and results are in
+ * the folder like a local run's: the segmentation result is read back from its marker.
+ */
+async function runRemotely(remote: CourseRunner, o: CourseRun): Promise<{ outcomes: { stage: StageName; status: StageStatus; ms: number }[]; segmentation: SegmentationResult }> {
+  const local = await runCourse({ ...o, stages: o.stages.filter((p) => p.stage === 'organize') });
+  const rest = o.stages.map((p) => p.stage).filter((s) => s !== 'organize');
+  // The task takes one force flag for all its stages: forcing one of them forces the later ones anyway.
+  const f = o.forceRedo;
+  const force = f === true || (f !== undefined && f !== false && rest.some((s) => f.includes(s)));
+  o.onStage?.(rest[0], 'running', 0);
+  const started = Date.now();
+  const outcome = await remote({ patientId: o.patientId, courseId: o.courseId, dir: o.courseDir }, rest, { forceRedo: force, log: o.log, signal: o.signal });
+  if (o.signal.aborted) throw new Error(`cancelled while the stages of ${o.label} ran remotely (${String(o.signal.reason)})`);
+  if (!outcome.ok) {
+    o.onStage?.(rest[0], 'failed', Date.now() - started);
+    throw new Error(`the stages ${rest.join(', ')} of ${o.label} failed in their remote course task: ${outcome.error ?? 'no reason given'}`);
+  }
+  for (const s of outcome.stages) if (s.status !== 'failed') o.onStage?.(s.stage, s.status, s.ms);
+  const marker = await readMarker(o.courseDir, 'segmentation');
+  if (!marker) throw new Error(`the remote task of ${o.label} reported success but left no segmentation marker in ${o.courseDir}`);
+  return { outcomes: [...local.outcomes, ...outcome.stages], segmentation: marker.result as SegmentationResult };
 }
