@@ -13,7 +13,6 @@ import { JobRunner } from './job-runner.js';
 import { StudyCompletion } from './study-completion.js';
 import { studyJob } from './study-job.js';
 import { StagePool } from '../pipeline/stage-pool.js';
-import { slurmCourseRunner } from '../executor/slurm-executor.js';
 import { ChildRegistry } from '../pipeline/child-registry.js';
 import { isStageName, STAGES } from '../pipeline/stage-names.js';
 import { usableCpusSync } from '../system/cpus.js';
@@ -90,6 +89,11 @@ export class RtNode {
       children,
       log: this.log.child({ component: 'stages' }),
     });
+    // Loaded only for a SLURM node: a local node does not carry the executor (and execa) in memory.
+    const remote =
+      this.config.executor.kind === 'slurm'
+        ? (await import('../executor/slurm-executor.js')).slurmCourseRunner({ ...this.config, output_dir: outputDir, logs_dir: path.join(this.dataDir, 'logs') })
+        : undefined;
     this.jobs = new JobRunner(
       this.index,
       {
@@ -107,7 +111,7 @@ export class RtNode {
           heartbeatSeconds: this.config.heartbeat_seconds,
           // executor.kind: slurm (the batch command's section): the course task writes into this
           // node's output folder and its task logs under <data>/logs/slurm.
-          remote: this.config.executor.kind === 'slurm' ? slurmCourseRunner({ ...this.config, output_dir: outputDir, logs_dir: path.join(this.dataDir, 'logs') }) : undefined,
+          remote,
           onProgress: () => this.events?.poke(),
         }),
       },
