@@ -43,15 +43,16 @@ export function matchesAny(name: string, patterns: readonly string[]): boolean {
 interface RoiTask {
   source: string;
   roi: string;
-  mask: Uint8Array;
+  /** Contours, not the mask: a full-grid mask per ROI for 100 ROIs would take gigabytes. */
+  contours: { points: Float64Array }[];
 }
 
 const ROI_JOB = new URL('../../../jobs/radiomics-roi.js', import.meta.url);
 
 /** One ROI in a worker thread, killed at the time limit. */
-function extractInWorker(image: { dims: [number, number, number]; spacingMm: [number, number, number]; shared: SharedArrayBuffer }, task: RoiTask, paramsFile: string, timeoutS: number): Promise<Map<string, number>> {
+function extractInWorker(image: { dims: [number, number, number]; spacingMm: [number, number, number]; shared: SharedArrayBuffer }, mask: Uint8Array, paramsFile: string, timeoutS: number): Promise<Map<string, number>> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(ROI_JOB, { workerData: { image, mask: task.mask, paramsFile } });
+    const worker = new Worker(ROI_JOB, { workerData: { image, mask, paramsFile }, transferList: [mask.buffer as ArrayBuffer] });
     const timer = setTimeout(() => {
       void worker.terminate();
       reject(new Error(`timed out after ${timeoutS} s (RTPIPELINE_RADIOMICS_TASK_TIMEOUT)`));
@@ -98,12 +99,13 @@ export async function radiomicsStage(input: RadiomicsInput, ctx: StageContext): 
         skip('no closed planar contours');
         continue;
       }
-      const mask = contoursToMask(ct.grid, closed.map((c) => ({ points: c.points }))).data;
+      const contours = closed.map((c) => ({ points: c.points }));
+      const mask = contoursToMask(ct.grid, contours).data;
       let voxels = 0;
       for (let v = 0; v < mask.length; v++) voxels += mask[v];
       if (voxels < input.minVoxels) skip(`${voxels} voxels < radiomics.min_voxels ${input.minVoxels}`);
       else if (input.maxVoxels !== null && voxels > input.maxVoxels) skip(`${voxels} voxels > radiomics.max_voxels ${input.maxVoxels}`);
-      else tasks.push({ source, roi: roi.name, mask });
+      else tasks.push({ source, roi: roi.name, contours });
     }
   }
   if (tasks.length === 0) return { skipped: skippedRois.length > 0 ? 'every ROI was skipped' : 'no structure set in the course' };
@@ -116,7 +118,9 @@ export async function radiomicsStage(input: RadiomicsInput, ctx: StageContext): 
       const t = tasks[i];
       const started = Date.now();
       try {
-        results[i] = { features: await extractInWorker(image, t, input.paramsFile, timeoutS) };
+        // The mask is made again here, one ROI at a time, and moved (not copied) to its worker.
+        const mask = contoursToMask(ct.grid, t.contours).data;
+        results[i] = { features: await extractInWorker(image, mask, input.paramsFile, timeoutS) };
         ctx.log.debug({ roi: t.roi, source: t.source, ms: Date.now() - started }, 'radiomics ROI done');
       } catch (e) {
         results[i] = { error: (e as Error).message };
