@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { dice, type Grid, type Mask, type Vec3, type Volume } from '../src/geometry/types.js';
-import {
-  gridOriginMm,
-  thoraxAnatomy,
-  thoraxCouch,
-  thoraxSlices,
-  type PhantomSpec,
-} from '../src/phantom/thorax.js';
+import { dice, type Grid, type Mask, type Vec3 } from '../src/geometry/types.js';
+import { thoraxAnatomy, thoraxCouch, type PhantomSpec } from '../src/phantom/thorax.js';
 import { segmentBuiltin, type BuiltinStructure } from '../src/segment/builtin.js';
-import { phantomTruth, truthMask, type Truth } from './helpers/phantom-truth.js';
+import { phantomTruth, phantomVolume, truthMask, type Truth } from './helpers/phantom-truth.js';
 import { centroidMm, labelStats } from '../src/segment/mask.js';
 import {
   close,
@@ -30,27 +24,6 @@ import {
 // ---------------------------------------------------------------------------------------------------
 // Phantom volumes and their ground truth
 
-function phantomVolume(spec: PhantomSpec): Volume<Int16Array> {
-  const [x0, y0] = gridOriginMm(spec);
-  const plane = spec.rows * spec.columns;
-  const data = new Int16Array(plane * spec.slices);
-  let z0 = 0;
-  for (const slice of thoraxSlices(spec)) {
-    if (slice.index === 0) z0 = slice.zMm;
-    data.set(slice.hu, slice.index * plane);
-  }
-  const grid: Grid = {
-    dims: [spec.columns, spec.rows, spec.slices],
-    spacingMm: [spec.pixelSpacingMm[1], spec.pixelSpacingMm[0], spec.sliceThicknessMm],
-    originMm: [x0, y0, z0],
-    direction: [
-      [1, 0, 0],
-      [0, 1, 0],
-      [0, 0, 1],
-    ],
-  };
-  return { grid, data };
-}
 
 /** Mirrors i (columns): the same patient seen with the image's row direction along -x, as in a feet-first scan. */
 function mirrorI(grid: Grid, data: Uint8Array | Int16Array): Uint8Array | Int16Array {

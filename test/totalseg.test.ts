@@ -10,7 +10,7 @@ import { readCtSeries } from '../src/dicom/ct-series-reader.js';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 import { dice, type Grid, type Volume } from '../src/geometry/types.js';
 import { readNifti } from '../src/io/nifti.js';
-import { gridOriginMm, thoraxSlices, type PhantomSpec } from '../src/phantom/thorax.js';
+import type { PhantomSpec } from '../src/phantom/thorax.js';
 import { centroidMm } from '../src/segment/mask.js';
 import { loadCustomModel, runCustomModel, splitLabels } from '../src/segment/custom-model.js';
 import {
@@ -24,7 +24,7 @@ import {
 } from '../src/segment/totalsegmentator.js';
 import type { GpuInfo } from '../src/system/gpu.js';
 import { ToolError } from '../src/tools/run-tool.js';
-import { phantomTruth } from './helpers/phantom-truth.js';
+import { phantomTruth, phantomVolume } from './helpers/phantom-truth.js';
 import { processesWithMarker } from './helpers/processes.js';
 
 const BIN = fileURLToPath(new URL('./fixtures/bin', import.meta.url));
@@ -49,27 +49,6 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function phantomVolume(spec: PhantomSpec): Volume<Int16Array> {
-  const [x0, y0] = gridOriginMm(spec);
-  const plane = spec.rows * spec.columns;
-  const data = new Int16Array(plane * spec.slices);
-  let z0 = 0;
-  for (const slice of thoraxSlices(spec)) {
-    if (slice.index === 0) z0 = slice.zMm;
-    data.set(slice.hu, slice.index * plane);
-  }
-  const grid: Grid = {
-    dims: [spec.columns, spec.rows, spec.slices],
-    spacingMm: [spec.pixelSpacingMm[1], spec.pixelSpacingMm[0], spec.sliceThicknessMm],
-    originMm: [x0, y0, z0],
-    direction: [
-      [1, 0, 0],
-      [0, 1, 0],
-      [0, 0, 1],
-    ],
-  };
-  return { grid, data };
-}
 
 function segConfig(over: Partial<SegmentationConfig> = {}): SegmentationConfig {
   return { ...configSchema.parse({}).segmentation, device: 'cpu', ...over };

@@ -74,7 +74,7 @@ export interface MaskBox {
   count: number;
 }
 
-export function maskBox(mask: Uint8Array, dims: Vec3): MaskBox | undefined {
+export function maskBox(mask: ArrayLike<number>, dims: Vec3): MaskBox | undefined {
   const [nx, ny, nz] = dims;
   const lo: Vec3 = [nx, ny, nz];
   const hi: Vec3 = [-1, -1, -1];

@@ -13,6 +13,7 @@
 import type { InterpolatorName, PyradiomicsSetting } from './params.js';
 import { type AxisGrid, type Interpolator, type RawVolume, resampleVolume } from './preprocess.js';
 import type { Vec3 } from './types.js';
+import { maskBox, type MaskBox } from './morphology.js';
 
 /** A volume on a grid, x fastest; `originIndex` places voxel 0 in the source image's continuous index. */
 export interface PyVolume {
@@ -21,25 +22,9 @@ export interface PyVolume {
   data: Float64Array;
 }
 
-/** Inclusive index bounds of the nonzero voxels of a mask; null when empty. */
-export function maskBounds(mask: ArrayLike<number>, dims: Vec3): { lo: Vec3; hi: Vec3; count: number } | null {
-  const [nx, ny, nz] = dims;
-  const lo: Vec3 = [nx, ny, nz];
-  const hi: Vec3 = [-1, -1, -1];
-  let count = 0;
-  for (let k = 0, p = 0; k < nz; k++)
-    for (let j = 0; j < ny; j++)
-      for (let i = 0; i < nx; i++, p++) {
-        if (!mask[p]) continue;
-        count++;
-        if (i < lo[0]) lo[0] = i;
-        if (i > hi[0]) hi[0] = i;
-        if (j < lo[1]) lo[1] = j;
-        if (j > hi[1]) hi[1] = j;
-        if (k < lo[2]) lo[2] = k;
-        if (k > hi[2]) hi[2] = k;
-      }
-  return count ? { lo, hi, count } : null;
+/** The mask's inclusive voxel bounds and count, or null when empty (morphology's maskBox). */
+export function maskBounds(mask: ArrayLike<number>, dims: Vec3): MaskBox | null {
+  return maskBox(mask, dims) ?? null;
 }
 
 /** SimpleITK Normalize (unbiased SD over the whole image), optional clipping, then scale. */

@@ -1,6 +1,6 @@
 // The synthetic thorax phantom's ground truth as masks on a CT grid (HFS), for segmentation tests.
-import type { Grid } from '../../src/geometry/types.js';
-import { distanceToSegmentSq, thoraxAirways, thoraxAnatomy, thoraxCouch, type Ellipsoid, type PhantomSpec } from '../../src/phantom/thorax.js';
+import type { Grid, Volume } from '../../src/geometry/types.js';
+import { distanceToSegmentSq, gridOriginMm, thoraxAirways, thoraxAnatomy, thoraxCouch, thoraxSlices, type Ellipsoid, type PhantomSpec } from '../../src/phantom/thorax.js';
 
 /** Voxels of the HFS grid whose centre satisfies `inside(x, y, z)`, testing only columns in the x-range
  *  `span(y, z)` returns for each row (null: none), so big volumes stay fast. */
@@ -93,3 +93,26 @@ export function phantomTruth(spec: PhantomSpec, grid: Grid): Truth {
   };
 }
 
+
+/** The phantom's CT as one volume on its HFS grid (no DICOM in between). */
+export function phantomVolume(spec: PhantomSpec): Volume<Int16Array> {
+  const [x0, y0] = gridOriginMm(spec);
+  const plane = spec.rows * spec.columns;
+  const data = new Int16Array(plane * spec.slices);
+  let z0 = 0;
+  for (const slice of thoraxSlices(spec)) {
+    if (slice.index === 0) z0 = slice.zMm;
+    data.set(slice.hu, slice.index * plane);
+  }
+  const grid: Grid = {
+    dims: [spec.columns, spec.rows, spec.slices],
+    spacingMm: [spec.pixelSpacingMm[1], spec.pixelSpacingMm[0], spec.sliceThicknessMm],
+    originMm: [x0, y0, z0],
+    direction: [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+  };
+  return { grid, data };
+}
