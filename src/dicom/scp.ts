@@ -12,6 +12,8 @@ import { ACCEPTED_TRANSFER_SYNTAXES } from './transfer-syntax.js';
 import { isStorageSopClass, STORAGE_SOP_CLASSES, VERIFICATION_SOP_CLASS } from './sop-classes.js';
 import { PduGuard } from './pdu-guard.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './uid.js';
+import type { AuditSink } from '../audit/audit-log.js';
+import type { Timeline } from '../store/timeline.js';
 
 const { Scp, Dataset, Implementation } = dimse;
 const { CStoreResponse, CEchoResponse } = dimse.responses;
@@ -46,6 +48,10 @@ export interface DicomServerDeps {
   log: Logger;
   metrics: Metrics;
   activity: StudyActivity;
+  /** Security-relevant events (association accepted/rejected, instances received per study). */
+  audit?: AuditSink;
+  /** The per-study timeline ('received' per association and study). */
+  timeline?: Timeline;
   /** Called after an instance is stored (not for duplicates): the study timer restarts. */
   onStored?: (studyUid: string) => void;
 }

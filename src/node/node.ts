@@ -22,6 +22,8 @@ import { handleUpload } from '../http/upload.js';
 import { JobEventHub } from '../http/events.js';
 import { courseFile, courseZip, resultsOf } from '../http/course-files.js';
 import { WatchFolder } from './watch-folder.js';
+import { AuditLog } from '../audit/audit-log.js';
+import { Timeline } from '../store/timeline.js';
 import { uiPage, uiAsset } from '../http/ui/assets.js';
 
 export const STUDY_JOB = 'study';
@@ -37,6 +39,10 @@ export class RtNode {
   jobs!: JobRunner;
   pool!: StagePool;
   completion!: StudyCompletion;
+  /** The audit trail (<data>/audit/audit.jsonl): security-relevant events only. */
+  audit!: AuditLog;
+  /** Per-study timeline in the index. */
+  timeline!: Timeline;
   /** One per `node.watch` folder; files there are stored like C-STOREs. */
   watchers: WatchFolder[] = [];
   private http: http.Server | undefined;
@@ -67,6 +73,8 @@ export class RtNode {
     if (fresh && existsSync(this.store.layout.store)) await reindex(this.store.layout, this.index, this.log, 'rebuild');
     else if (!fresh && !clean) await reindex(this.store.layout, this.index, this.log, 'reconcile');
     this.index.setMetaDurable('clean_shutdown', '0');
+    this.timeline = new Timeline(this.index.db);
+    this.audit = new AuditLog(path.join(this.dataDir, 'audit', 'audit.jsonl'));
 
     this.outbound = new OutboundQueue(
       this.index,
@@ -119,7 +127,7 @@ export class RtNode {
       this.log.child({ component: 'jobs' }),
     );
     this.completion = new StudyCompletion(this.index, this.activity, node.stable_seconds, STUDY_JOB, this.log.child({ component: 'completion' }), () => this.jobs.kick());
-    this.dicom = new DicomServer({ config: node, store: this.store, log: this.log.child({ component: 'scp' }), metrics: this.metrics, activity: this.activity });
+    this.dicom = new DicomServer({ config: node, store: this.store, log: this.log.child({ component: 'scp' }), metrics: this.metrics, activity: this.activity, audit: this.audit, timeline: this.timeline });
 
     this.outbound.start();
     this.jobs.start();
@@ -275,6 +283,7 @@ export class RtNode {
     // Only a node that finished starting, and whose index took every stored file, may say "clean".
     if (this.started && this.store.indexErrors === 0) this.index.setMetaDurable('clean_shutdown', '1');
     this.index?.close();
+    this.audit?.close();
     this.log.info('stopped');
   }
 }
