@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { routingSchemas } from '../routing/schema.js';
 
 /** The config file schema (shared/CONTRACT.md). Every object is strict: an unknown key is an error
  *  that names the key, because a misspelt key silently ignored is how a node ends up accepting
@@ -26,6 +27,9 @@ export const destinationSchema = z
   })
   .strict();
 
+/** Return routing (node.routes, node.result_branding, PUT /api/routing), on the AE title and destination rules above. */
+export const routingSchema = routingSchemas(aeTitle, destinationSchema);
+
 export const nodeSchema = z
   .object({
     aet: aeTitle.default('RTPIPELINE').describe('Our AE title, as configured in the PACS (--aet, RTPIPELINE_AET)'),
@@ -44,6 +48,9 @@ export const nodeSchema = z
     destinations: z.array(destinationSchema).default([]).describe('Where results (RS_auto.dcm) are sent (--destination AE@HOST:PORT)'),
     /** Routing mode: send every completed study, as received, to all destinations. */
     forward: z.boolean().default(false).describe('Routing mode: send every completed study, as received, to all destinations'),
+    /** Return routing: first match wins; a study no route matches goes to node.destinations. */
+    routes: routingSchema.routes.default([]).describe('Return routing rules, first match wins: match the sender (calling_aet, called_aet, peer), return_to, constraints, dry_run, branding. <data_dir>/routing.json (PUT /api/routing) overrides them'),
+    result_branding: routingSchema.branding.nullable().default(null).describe('Default result branding of RS_auto (structure_set_label, structure_set_name, series_description, roi_name_prefix); null = none'),
     tls: z
       .object({
         key: z.string().describe('PEM private key file of the listener'),

@@ -18,6 +18,10 @@ export interface InstanceHeader {
   seriesNumber: number | null;
   instanceNumber: number | null;
   frameOfReferenceUid: Uid | null;
+  /** BodyPartExamined (0018,0015), '' when absent: routing input constraints. */
+  bodyPartExamined?: string;
+  /** SliceThickness (0018,0050) in mm, null when absent or not a number: routing input constraints. */
+  sliceThicknessMm?: number | null;
 }
 
 export class HeaderError extends Error {
@@ -51,6 +55,8 @@ const T = {
   SeriesNumber: 0x00200011,
   InstanceNumber: 0x00200013,
   FrameOfReferenceUid: 0x00200052,
+  BodyPartExamined: 0x00180015,
+  SliceThickness: 0x00180050,
 } as const;
 const WANTED = new Set<number>(Object.values(T));
 const LAST_WANTED = T.FrameOfReferenceUid;
@@ -198,7 +204,16 @@ function toHeader(raw: Map<number, Buffer>): InstanceHeader {
     seriesNumber: int(T.SeriesNumber),
     instanceNumber: int(T.InstanceNumber),
     frameOfReferenceUid: parseUid(raw.get(T.FrameOfReferenceUid)?.toString('latin1')) ?? null,
+    bodyPartExamined: text(T.BodyPartExamined),
+    sliceThicknessMm: decimal(text(T.SliceThickness)),
   };
+}
+
+/** A DS value as a number; null when empty or not a finite number. */
+function decimal(s: string): number | null {
+  if (s === '') return null;
+  const n = Number(s.split('\\')[0]);
+  return Number.isFinite(n) ? n : null;
 }
 
 /** Group 0002 of a Part 10 file: where the dataset starts and how it is encoded. */

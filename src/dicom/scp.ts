@@ -293,6 +293,7 @@ export class DicomServer {
           transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '',
           callingAet: s.callingAet || null,
           remoteAddress: s.socket.remoteAddress ?? null,
+          calledAet: s.calledAet || null,
           associationId: s.id,
         };
         // Data on a context we did not accept, or for another SOP class than the context's, is not stored.

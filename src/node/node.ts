@@ -25,6 +25,8 @@ import { WatchFolder } from './watch-folder.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { Timeline } from '../store/timeline.js';
 import { uiPage, uiAsset } from '../http/ui/assets.js';
+import { RoutingTable } from '../routing/routing-table.js';
+import { routingRoutes } from '../routing/routing-api.js';
 
 export const STUDY_JOB = 'study';
 
@@ -43,6 +45,8 @@ export class RtNode {
   audit!: AuditLog;
   /** Per-study timeline in the index. */
   timeline!: Timeline;
+  /** Return routing rules in force (node.routes, or <data>/routing.json once edited through the API). */
+  routing!: RoutingTable;
   /** One per `node.watch` folder; files there are stored like C-STOREs. */
   watchers: WatchFolder[] = [];
   private http: http.Server | undefined;
@@ -75,6 +79,7 @@ export class RtNode {
     this.index.setMetaDurable('clean_shutdown', '0');
     this.timeline = new Timeline(this.index.db);
     this.audit = new AuditLog(path.join(this.dataDir, 'audit', 'audit.jsonl'));
+    this.routing = await RoutingTable.load(this.dataDir, node, this.audit, this.log.child({ component: 'routing' }));
 
     this.outbound = new OutboundQueue(
       this.index,
@@ -121,6 +126,9 @@ export class RtNode {
           // node's output folder and its task logs under <data>/logs/slurm.
           remote,
           onProgress: () => this.events?.poke(),
+          routing: this.routing,
+          timeline: this.timeline,
+          audit: this.audit,
         }),
       },
       node.max_concurrent_jobs,
@@ -243,6 +251,11 @@ export class RtNode {
       { method: 'GET', path: '/api/events', handler: (req, _p, res) => {
           this.events!.subscribe(req, res);
           return HANDLED;
+        } },
+      ...routingRoutes(this.routing, readJsonBody),
+      { method: 'GET', path: '/api/studies/:uid/timeline', handler: (_r, p) => {
+          const study = this.index.getStudy(p.uid);
+          return study ? { status: 200, body: { study, events: this.timeline.list(p.uid) } } : { status: 404, body: { error: `no study ${p.uid}` } };
         } },
       { method: 'GET', path: '/api/outbound', handler: () => ({ status: 200, body: this.index.listOutbound().map((o) => ({ ...o, files: JSON.parse(o.files).length })) }) },
     ];

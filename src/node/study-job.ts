@@ -18,6 +18,13 @@ import type { QcInput } from '../pipeline/stages/qc.js';
 import { scanFiles } from '../organize/scan.js';
 import { readMarker } from '../pipeline/stage-markers.js';
 import type { CourseRunner } from '../executor/course-executor.js';
+import type { Timeline } from '../store/timeline.js';
+import type { AuditSink } from '../audit/audit-log.js';
+import type { RoutingSnapshot } from '../routing/routing-table.js';
+import { routeStudy } from '../routing/study-route.js';
+import { isOwnResultDescription, type RoutingRules } from '../routing/rules.js';
+import { brandingFromConfig } from '../rt/branding.js';
+import { formatDestination } from '../config/destination.js';
 
 export interface StudyJobDeps {
   index: IndexDb;
@@ -36,6 +43,12 @@ export interface StudyJobDeps {
   remote?: CourseRunner;
   /** Told after the job's progress was written to the index (the HTTP event hub listens). */
   onProgress?: (jobId: number) => void;
+  /** Return routing: the rules in force (read once per job). Absent: results go to `destinations`. */
+  routing?: { current(): RoutingSnapshot };
+  /** The per-study timeline ('skipped', 'held'). */
+  timeline?: Timeline;
+  /** The audit trail ('result.held'). */
+  audit?: AuditSink;
 }
 
 /** Live progress of a job, as kept in jobs.progress and shown by the API and the web UI. */
@@ -63,13 +76,14 @@ function courseObjects(
   instances: readonly { path: string; series_uid: string; sop_uid: string }[],
   series: readonly { series_uid: string; modality: string; description: string | null }[],
   ctSeriesUid: string | undefined,
+  rules?: RoutingRules,
 ): { path: string; modality: string; sopInstanceUid: string }[] {
   const bySeries = new Map(series.map((s) => [s.series_uid, s]));
   return instances
     .map((i) => ({ i, s: bySeries.get(i.series_uid) }))
     .filter(({ i, s }) => {
       if (s?.modality === 'CT') return i.series_uid === ctSeriesUid;
-      if (s?.modality === 'RTSTRUCT') return !(s.description ?? '').startsWith('rtpipeline');
+      if (s?.modality === 'RTSTRUCT') return !isOwnResultDescription(s.description, rules);
       return true;
     })
     .map(({ i, s }) => ({ path: i.path, modality: s?.modality ?? 'OT', sopInstanceUid: i.sop_uid }));
@@ -87,13 +101,29 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     const series = deps.index.seriesOfStudy(job.study_uid);
     const instances = deps.index.instancesOfStudy(job.study_uid);
     const byClass = (uid: string) => instances.filter((i) => i.sop_class_uid === uid).map((i) => i.path);
+    // The rules in force now stay this job's rules, whatever PUT /api/routing does meanwhile.
+    const rules = deps.routing?.current();
+    const routing = await routeStudy(rules, study, series, instances, deps.destinations);
+    const routed = {
+      route: routing.plan.route,
+      rulesHash: routing.rulesHash,
+      destinations: routing.plan.destinations.map(formatDestination),
+      held: routing.plan.held,
+      testDestination: routing.plan.testDestination,
+    };
+    if (routing.skipped) {
+      log.warn({ studyUid: study.study_uid, patientId: study.patient_id, jobId: job.id, route: routed.route, reason: routing.skipped }, 'study skipped: input constraint not met');
+      deps.timeline?.record(study.study_uid, 'skipped', { reason: routing.skipped, route: routed.route, jobId: job.id });
+      return { skipped: routing.skipped, routing: routed, series: series.length, instances: instances.length };
+    }
     const planDates = (await scanFiles(byClass(SOP_CLASS.RtPlan))).instances.map((p) => (p.rt?.kind === 'plan' ? p.rt.date : '')).filter(Boolean).sort();
     const { dir, courseId } = await courseDirFor(deps.outputDir, study, { earliestPlanDate: planDates[0] });
     const label = `${study.patient_id}/${courseId}`;
     const queued: number[] = [];
-    if (deps.forward) {
-      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, instances.map((i) => i.path), `job:${job.id}`));
+    if (deps.forward && !routing.plan.held) {
+      for (const d of routing.plan.destinations) queued.push(deps.outbound.enqueue(d, instances.map((i) => i.path), `job:${job.id}`));
     }
+    const branding = brandingFromConfig(routing.plan.branding);
     const ctSeries = series
       .filter((s) => s.modality === 'CT')
       .map((s) => ({ s, files: instances.filter((i) => i.series_uid === s.series_uid && i.sop_class_uid === SOP_CLASS.CtImage) }))
@@ -104,7 +134,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
           .filter((i) => i.sop_class_uid === SOP_CLASS.RtStructureSet)
           .filter((i) => {
             const s = series.find((x) => x.series_uid === i.series_uid);
-            return s?.frame_of_reference_uid === ctSeries.s.frame_of_reference_uid && !(s?.description ?? '').startsWith('rtpipeline');
+            return s?.frame_of_reference_uid === ctSeries.s.frame_of_reference_uid && !isOwnResultDescription(s?.description ?? null, rules);
           })
           .sort((a, b) => b.received_at - a.received_at)[0]
       : undefined;
@@ -134,12 +164,13 @@ export function studyJob(deps: StudyJobDeps): StageFn {
             instances: instances.length,
             bytes: instances.reduce((a, i) => a + i.size, 0),
           },
-          instances: courseObjects(instances, series, ctSeries?.s.series_uid),
+          instances: courseObjects(instances, series, ctSeries?.s.series_uid, rules),
         }),
       },
       {
         stage: 'segmentation',
-        key: `${segmentationInputsKey}:${await segmentationSettingsKey(deps.segmentation, deps.customStructures)}`,
+        // Branding is in the key only when set: unbranded results keep the keys they always had.
+        key: `${segmentationInputsKey}:${await segmentationSettingsKey(deps.segmentation, deps.customStructures)}${branding ? `:brand:${JSON.stringify(branding)}` : ''}`,
         input: (): SegmentationInput => ({
           engine: deps.segmentation.engine,
           settings: deps.segmentation,
@@ -147,6 +178,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
           manualRtstruct: manual?.path,
           segWorkers: deps.segWorkers,
           graceSeconds: deps.graceSeconds,
+          branding,
           ct: ctSeries && {
             ctFiles: ctSeries.files.map((f) => f.path),
             courseDir: dir,
@@ -186,11 +218,15 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     const { outcomes, segmentation } = deps.remote
       ? await runRemotely(deps.remote, { ...course, stages, patientId: study.patient_id, courseId })
       : await runCourse({ ...course, stages }).then(({ outcomes, results }) => ({ outcomes, segmentation: results.segmentation as SegmentationResult }));
-    if ('rsAuto' in segmentation) {
+    if ('rsAuto' in segmentation && routing.plan.held) {
+      log.info({ studyUid: study.study_uid, patientId: study.patient_id, jobId: job.id, route: routed.route, rsAuto: segmentation.rsAuto }, `result held: ${routing.plan.held}`);
+      deps.timeline?.record(study.study_uid, 'held', { reason: routing.plan.held, route: routed.route, jobId: job.id, file: segmentation.rsAuto });
+      deps.audit?.record({ type: 'result.held', outcome: 'success', studyUid: study.study_uid, jobId: job.id, route: routed.route, reason: routing.plan.held, sopInstanceUid: segmentation.sopInstanceUid });
+    } else if ('rsAuto' in segmentation) {
       // Idempotent per job: a resumed job finds its items and queues nothing twice.
-      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`));
+      for (const d of routing.plan.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`));
     }
-    return { courseDir: dir, courseId, stages: outcomes.map((o) => ({ stage: o.stage, status: o.status, ms: o.ms })), series: series.length, instances: instances.length, segmentation, outbound: queued };
+    return { courseDir: dir, courseId, stages: outcomes.map((o) => ({ stage: o.stage, status: o.status, ms: o.ms })), series: series.length, instances: instances.length, segmentation, outbound: queued, routing: routed };
   };
 }
 

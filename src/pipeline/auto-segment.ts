@@ -9,6 +9,7 @@ import { encodeRtStruct, type RtStructRoiInput } from '../rt/rtstruct.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
 import { writeFileAtomic } from '../store/durable-fs.js';
 import type { Vec3 } from '../geometry/types.js';
+import type { RtStructBranding } from '../rt/branding.js';
 
 /** What the auto-segmentation of one study needs: the CT files and the study's identity. */
 export interface AutoSegmentInput {
@@ -26,6 +27,8 @@ export interface AutoSegmentInput {
   };
   /** Makes the RTSTRUCT deterministic: a re-run of the same job writes the same bytes and UIDs. */
   seed: string;
+  /** Result branding of RS_auto (routing: node.result_branding or the study's route). */
+  branding?: RtStructBranding;
 }
 
 export interface AutoSegmentResult {
@@ -99,6 +102,7 @@ export async function autoSegment(input: AutoSegmentInput): Promise<AutoSegmentR
         seriesDescription: 'rtpipeline auto-segmentation (builtin)',
         structureSetLabel: 'RS_auto',
         deterministic: { seed: input.seed },
+        branding: input.branding,
       });
       await writeFileAtomic(path.join(input.courseDir, 'RS_auto.dcm'), encoded.bytes);
       return encoded;

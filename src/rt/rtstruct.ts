@@ -15,6 +15,7 @@ import { part10Header } from '../dicom/part10.js';
 import { DatasetWriter, MAX_SHORT_VALUE_BYTES, type TextVr } from '../dicom/dataset-writer.js';
 import { parseRtStruct, RtStructUnsupported } from './rtstruct-reader.js';
 import { RTSTRUCT_TAG } from './rtstruct-tags.js';
+import { applyBranding, type RtStructBranding } from './branding.js';
 
 export type RoiInterpretedType =
   | 'EXTERNAL' | 'PTV' | 'CTV' | 'GTV' | 'TREATED_VOLUME' | 'IRRAD_VOLUME' | 'BOLUS' | 'AVOIDANCE'
@@ -84,6 +85,8 @@ export interface RtStructInput {
   seriesInstanceUid?: string;
   /** Same input and seed give byte-identical output: UIDs and dates come from a hash, not the clock. */
   deterministic?: { seed: string };
+  /** Result branding (label, name, series description, ROI name prefix), applied over the above. */
+  branding?: RtStructBranding;
 }
 
 export interface RtStructContour extends Contour {
@@ -158,7 +161,8 @@ export function buildRtStruct(input: RtStructInput): Buffer {
  * parts around the SOP Instance UID and the Series Instance UID; with a seed both UIDs are derived
  * from a hash of those parts, i.e. of everything else the file says.
  */
-export function encodeRtStruct(input: RtStructInput): EncodedRtStruct {
+export function encodeRtStruct(unbranded: RtStructInput): EncodedRtStruct {
+  const input = applyBranding(unbranded);
   validateInput(input);
   const when = contentDateTime(input);
   const w = new DatasetWriter(1 << 20);

@@ -6,6 +6,7 @@ import { maskToContours } from '../geometry/contours.js';
 import type { Contour, Grid, Mask, Vec3 } from '../geometry/types.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
 import { buildRtStruct, type RoiInterpretedType, type RtStructCtReference } from './rtstruct.js';
+import type { RtStructBranding } from './branding.js';
 
 /** Patient and study identity of the CT (everything of the RTSTRUCT's CT reference but the slices). */
 export type CtIdentity = Omit<RtStructCtReference, 'slices' | 'sliceNormal'>;
@@ -59,6 +60,7 @@ export function automaticStructureSet(opts: {
   seed: string;
   seriesDescription: string;
   label: string;
+  branding?: RtStructBranding;
 }): Buffer {
   return buildRtStruct({
     ct: ctReference(opts.grid, opts.sliceSopInstanceUids, opts.study),
@@ -73,5 +75,6 @@ export function automaticStructureSet(opts: {
     seriesDescription: opts.seriesDescription,
     structureSetLabel: opts.label,
     deterministic: { seed: opts.seed },
+    branding: opts.branding,
   });
 }

@@ -42,6 +42,8 @@ export interface StudyRow {
   completed_at: number | null;
   calling_aet: string | null;
   calling_host: string | null;
+  /** The AE title the sender called us by (return routing); null for uploads and older indexes. */
+  called_aet?: string | null;
 }
 
 export interface JobRow {
@@ -122,6 +124,8 @@ export interface RecordedInstance {
   receivedAt: number;
   callingAet: string | null;
   callingHost: string | null;
+  /** The AE title the sender called (return routing); absent for uploads and watched folders. */
+  calledAet?: string | null;
 }
 
 export class IndexDb {
@@ -148,6 +152,10 @@ export class IndexDb {
     if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'progress')) {
       this.db.exec('ALTER TABLE jobs ADD COLUMN progress TEXT');
     }
+    // Added in 0.4 (return routing matches on the called AE title).
+    if (!(this.db.prepare('PRAGMA table_info(studies)').all() as { name: string }[]).some((c) => c.name === 'called_aet')) {
+      this.db.exec('ALTER TABLE studies ADD COLUMN called_aet TEXT');
+    }
     const db = this.db;
     this.stmts = {
       getInstance: db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE sop_uid = ?'),
@@ -173,6 +181,7 @@ export class IndexDb {
       completeStudy: db.prepare(`UPDATE studies SET state = 'complete', completed_at = ? WHERE study_uid = ? AND generation = ? AND state = 'receiving'`),
       insertJob: db.prepare(`INSERT INTO jobs (study_uid, generation, kind, state, created_at) VALUES (?, ?, ?, 'queued', ?)
         ON CONFLICT(study_uid, generation, kind) DO NOTHING`),
+      setCalledAet: db.prepare('UPDATE studies SET called_aet = ? WHERE study_uid = ?'),
     };
   }
 
@@ -219,12 +228,15 @@ export class IndexDb {
       });
       this.stmts.upsertSeries.run(h.seriesInstanceUid, h.studyInstanceUid, h.modality, h.seriesNumber, h.seriesDescription, h.frameOfReferenceUid);
       this.stmts.upsertPatient.run(h.patientId, h.patientName, r.receivedAt, r.receivedAt);
-      if (!this.stmts.getStudy.get(h.studyInstanceUid)) {
+      const isNew = !this.stmts.getStudy.get(h.studyInstanceUid);
+      if (isNew) {
         this.stmts.insertStudy.run(h.studyInstanceUid, h.patientId, h.patientName, h.studyDate, h.studyTime, h.studyDescription,
           h.accessionNumber, r.receivedAt, r.receivedAt, r.callingAet, r.callingHost);
       } else if (reopen) {
         this.stmts.touchStudy.run(r.receivedAt, r.callingAet, r.callingHost, h.studyInstanceUid);
       }
+      // Like the calling AE: the latest sender's, kept when an upload (no AE) adds to the study.
+      if (r.calledAet && (isNew || reopen)) this.stmts.setCalledAet.run(r.calledAet, h.studyInstanceUid);
     })();
   }
 

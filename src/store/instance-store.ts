@@ -29,6 +29,8 @@ export interface IncomingMeta {
   transferSyntaxUid: string;
   callingAet: string | null;
   remoteAddress: string | null;
+  /** The AE title the sender called (DIMSE only): return routing matches on it. */
+  calledAet?: string | null;
   associationId: string;
 }
 
@@ -184,6 +186,7 @@ export class InstanceStore {
       receivedAt: Date.now(),
       callingAet: meta.callingAet,
       callingHost: meta.remoteAddress,
+      calledAet: meta.calledAet,
     });
   }
 

@@ -18,6 +18,7 @@ import { loadCustomStructures, buildRsCustom, type RsCustomReport } from '../../
 import { automaticStructureSet, type EngineStructure } from '../../rt/structure-set.js';
 import { readRtStruct } from '../../rt/rtstruct.js';
 import { toolTimeouts } from '../../tools/timeouts.js';
+import type { RtStructBranding } from '../../rt/branding.js';
 import { writeFileAtomic } from '../../store/durable-fs.js';
 
 export interface SegmentationInput {
@@ -32,6 +33,8 @@ export interface SegmentationInput {
   segWorkers: number;
   /** SIGTERM -> SIGKILL grace for external tools. */
   graceSeconds: number;
+  /** Result branding of RS_auto (routing); part of the stage key, so a change re-makes RS_auto. */
+  branding?: RtStructBranding;
 }
 
 interface SourceSummary {
@@ -62,7 +65,7 @@ export async function segmentationStage(input: SegmentationInput, ctx: StageCont
   const extras = input.settings.custom_models.length > 0 || input.customStructures !== null;
 
   if (input.engine === 'builtin' && !extras) {
-    const result = await autoSegment(ct);
+    const result = await autoSegment({ ...ct, branding: input.branding });
     ctx.log.info({ rsAuto: result.rsAuto, rois: result.rois, timingsMs: result.timingsMs }, 'auto-segmentation written');
     return { engine: 'builtin', ...result, sources: [{ source: 'builtin', structures: result.rois }] };
   }
@@ -92,7 +95,7 @@ export async function segmentationStage(input: SegmentationInput, ctx: StageCont
   let volume: CtSeries;
   let timingsMs: Record<string, number> | undefined;
   if (input.engine === 'builtin') {
-    const builtin = await autoSegment(ct);
+    const builtin = await autoSegment({ ...ct, branding: input.branding });
     timingsMs = builtin.timingsMs;
     volume = await readCtSeries(ct.ctFiles);
     for (const roi of builtin.rois) {
@@ -148,6 +151,7 @@ export async function segmentationStage(input: SegmentationInput, ctx: StageCont
     seed: `${ct.seed}:auto:${sources.map((s) => s.source).join(',')}`,
     seriesDescription: `rtpipeline auto-segmentation (${sources.map((s) => s.source).join(', ')})`,
     label: 'RS_auto',
+    branding: input.branding,
   });
   await writeFileAtomic(rsAuto, rsBytes);
   const result: SegmentationResult = {
