@@ -7,6 +7,12 @@ import { validateRouting } from '../src/routing/routing-table.js';
 import { buildRtStruct, readRtStruct } from '../src/rt/rtstruct.js';
 import { brandingFromConfig } from '../src/rt/branding.js';
 import type { Route } from '../src/routing/schema.js';
+import { RoutingTable } from '../src/routing/routing-table.js';
+import type { AuditEvent } from '../src/audit/audit-log.js';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
 
 const routes = (raw: unknown[]): Route[] => routingSchema.routes.parse(raw);
 const PACS_A = { aet: 'PACS_A', host: '10.0.0.1', port: 104 };
@@ -172,5 +178,45 @@ describe('RTSTRUCT branding', () => {
     expect(branded.sopInstanceUid).not.toBe(plain.sopInstanceUid);
     expect(brandingFromConfig(null)).toBeUndefined();
     expect(brandingFromConfig({})).toBeUndefined();
+  });
+});
+
+describe('routing table', () => {
+  const node = configSchema.parse({ node: { routes: [{ name: 'from-config' }] } }).node;
+  const log = pino({ level: 'silent' });
+
+  it('applies edits one at a time, file first, keeps earlier snapshots intact, and audits both outcomes', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rtp-routing-'));
+    const events: AuditEvent[] = [];
+    const table = await RoutingTable.load(dir, node, { record: (e) => events.push(e) }, log);
+    const first = table.current();
+    expect(first).toMatchObject({ source: 'config', routes: [{ name: 'from-config' }] });
+    const [a, b, bad] = await Promise.all([
+      table.replace({ routes: [{ name: 'a' }] }, '10.0.0.1'),
+      table.replace({ routes: [{ name: 'b' }], result_branding: { roi_name_prefix: 'T_' } }, '10.0.0.2'),
+      table.replace({ routes: [{ name: 'c', return_to: { aet: 'X' } }] }, '10.0.0.3'),
+    ]);
+    expect([a.ok, b.ok, bad.ok]).toEqual([true, true, false]);
+    // The last good edit is in force, in memory and on disk; a job holding `first` still sees its rules.
+    expect(table.current()).toMatchObject({ source: 'file', routes: [{ name: 'b' }], resultBranding: { roi_name_prefix: 'T_' } });
+    expect(JSON.parse(readFileSync(path.join(dir, 'routing.json'), 'utf8')).routes[0].name).toBe('b');
+    expect(first.routes.map((r) => r.name)).toEqual(['from-config']);
+    expect(events.map((e) => [e.type, e.outcome, e.remote])).toEqual([
+      ['routing.changed', 'success', '10.0.0.1'],
+      ['routing.changed', 'success', '10.0.0.2'],
+      ['routing.changed', 'failure', '10.0.0.3'],
+    ]);
+    expect(events[1].before).toBe(events[0].after);
+    // The next start takes the file over the config.
+    const reloaded = await RoutingTable.load(dir, node, { record: () => undefined }, log);
+    expect(reloaded.current()).toMatchObject({ source: 'file', hash: table.current().hash });
+  });
+
+  it('refuses to start on a broken routing.json, naming the file and the field', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rtp-routing-'));
+    writeFileSync(path.join(dir, 'routing.json'), JSON.stringify({ routes: [{ name: 'x', dry_run: 'sometimes' }] }));
+    await expect(RoutingTable.load(dir, node, { record: () => undefined }, log)).rejects.toThrow(/routing\.json: invalid routing rules: routes\.0\.dry_run/);
+    writeFileSync(path.join(dir, 'routing.json'), '{"routes": [');
+    await expect(RoutingTable.load(dir, node, { record: () => undefined }, log)).rejects.toThrow(/routing\.json is not valid JSON/);
   });
 });
