@@ -18,6 +18,8 @@ import type { QcInput } from '../pipeline/stages/qc.js';
 import { scanFiles } from '../organize/scan.js';
 import { readMarker } from '../pipeline/stage-markers.js';
 import type { CourseRunner } from '../executor/course-executor.js';
+import type { Timeline } from '../store/timeline.js';
+import { resultLineage } from '../rt/lineage.js';
 
 export interface StudyJobDeps {
   index: IndexDb;
@@ -36,6 +38,8 @@ export interface StudyJobDeps {
   remote?: CourseRunner;
   /** Told after the job's progress was written to the index (the HTTP event hub listens). */
   onProgress?: (jobId: number) => void;
+  /** The per-study timeline ('stage' entries). */
+  timeline?: Timeline;
 }
 
 /** Live progress of a job, as kept in jobs.progress and shown by the API and the web UI. */
@@ -162,6 +166,8 @@ export function studyJob(deps: StudyJobDeps): StageFn {
             },
             // Same study, generation and input series: same RTSTRUCT bytes and UIDs after a crash and re-run.
             seed: `rtpipeline-builtin-v1:${study.study_uid}:${ctSeries.s.series_uid}:${job.generation}:${ctSeries.files.length}`,
+            // One series per study and engine for every version of RS_auto; InstanceNumber = generation.
+            lineage: resultLineage(study.study_uid, deps.segmentation.engine, job.generation),
           },
         }),
       },
@@ -181,6 +187,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     const onStage = (stage: StageName, status: StageStatus, ms: number) => {
       progress = withStage(progress, stage, status, ms);
       report();
+      deps.timeline?.record(job.study_uid, 'stage', { jobId: job.id, stage, status, ms });
     };
     const course = { pool: deps.pool, courseDir: dir, label, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo, onStage };
     const { outcomes, segmentation } = deps.remote

@@ -9,6 +9,7 @@ import { encodeRtStruct, type RtStructRoiInput } from '../rt/rtstruct.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
 import { writeFileAtomic } from '../store/durable-fs.js';
 import type { Vec3 } from '../geometry/types.js';
+import type { ResultLineage } from '../rt/lineage.js';
 
 /** What the auto-segmentation of one study needs: the CT files and the study's identity. */
 export interface AutoSegmentInput {
@@ -26,6 +27,8 @@ export interface AutoSegmentInput {
   };
   /** Makes the RTSTRUCT deterministic: a re-run of the same job writes the same bytes and UIDs. */
   seed: string;
+  /** The result's series and version (src/rt/lineage.ts); absent = a series derived from the seed, instance 1. */
+  lineage?: ResultLineage;
 }
 
 export interface AutoSegmentResult {
@@ -98,6 +101,8 @@ export async function autoSegment(input: AutoSegmentInput): Promise<AutoSegmentR
         rois,
         seriesDescription: 'rtpipeline auto-segmentation (builtin)',
         structureSetLabel: 'RS_auto',
+        seriesInstanceUid: input.lineage?.seriesInstanceUid,
+        instanceNumber: input.lineage?.instanceNumber,
         deterministic: { seed: input.seed },
       });
       await writeFileAtomic(path.join(input.courseDir, 'RS_auto.dcm'), encoded.bytes);

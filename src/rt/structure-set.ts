@@ -59,6 +59,8 @@ export function automaticStructureSet(opts: {
   seed: string;
   seriesDescription: string;
   label: string;
+  /** Series and version of the result (src/rt/lineage.ts). */
+  lineage?: { seriesInstanceUid: string; instanceNumber: number };
 }): Buffer {
   return buildRtStruct({
     ct: ctReference(opts.grid, opts.sliceSopInstanceUids, opts.study),
@@ -72,6 +74,8 @@ export function automaticStructureSet(opts: {
     })),
     seriesDescription: opts.seriesDescription,
     structureSetLabel: opts.label,
+    seriesInstanceUid: opts.lineage?.seriesInstanceUid,
+    instanceNumber: opts.lineage?.instanceNumber,
     deterministic: { seed: opts.seed },
   });
 }

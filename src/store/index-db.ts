@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { InstanceHeader } from '../dicom/header.js';
+import { CompletionFacts } from '../completion/completion-facts.js';
 
 /**
  * The persistent index of patients, studies, series, instances, jobs and the outbound queue.
@@ -42,6 +43,9 @@ export interface StudyRow {
   completed_at: number | null;
   calling_aet: string | null;
   calling_host: string | null;
+  /** Why the study was declared complete (src/completion/evidence.ts), null before or for old rows. */
+  complete_reason?: string | null;
+  complete_detail?: string | null;
 }
 
 export interface JobRow {
@@ -126,6 +130,8 @@ export interface RecordedInstance {
 
 export class IndexDb {
   readonly db: Database.Database;
+  /** Facts study completion decides from (geometry, sender gaps, commitments), same database. */
+  readonly completion: CompletionFacts;
   private readonly stmts;
 
   constructor(file: string) {
@@ -148,6 +154,7 @@ export class IndexDb {
     if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'progress')) {
       this.db.exec('ALTER TABLE jobs ADD COLUMN progress TEXT');
     }
+    this.completion = new CompletionFacts(this.db);
     const db = this.db;
     this.stmts = {
       getInstance: db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE sop_uid = ?'),
@@ -205,6 +212,7 @@ export class IndexDb {
   recordInstance(r: RecordedInstance, reopen = true): void {
     const h = r.header;
     this.db.transaction(() => {
+      this.completion.recordInstance(r);
       this.stmts.upsertInstance.run({
         sop_uid: h.sopInstanceUid,
         series_uid: h.seriesInstanceUid,

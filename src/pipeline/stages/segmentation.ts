@@ -148,6 +148,7 @@ export async function segmentationStage(input: SegmentationInput, ctx: StageCont
     seed: `${ct.seed}:auto:${sources.map((s) => s.source).join(',')}`,
     seriesDescription: `rtpipeline auto-segmentation (${sources.map((s) => s.source).join(', ')})`,
     label: 'RS_auto',
+    lineage: ct.lineage,
   });
   await writeFileAtomic(rsAuto, rsBytes);
   const result: SegmentationResult = {
