@@ -104,7 +104,7 @@ export class StudyCompletion {
       done.push(c.study);
       const log = { studyUid: s.study_uid, patientId: s.patient_id, generation: s.generation, callingAet: s.calling_aet, jobId: c.jobId, reason: v.reason, detail: v.detail };
       if (v.reason === 'max_quiet') this.log.warn(log, `study complete after the maximum quiet time although a series looked incomplete: ${v.detail}`);
-      else this.log.info(log, `study complete (${v.reason}): job queued`);
+      this.log.info(log, 'study complete: job queued');
       const t = this.extras.timeline;
       t?.record(s.study_uid, 'complete', { reason: v.reason, detail: v.detail, generation: s.generation }, now);
       t?.record(s.study_uid, 'job', { jobId: c.jobId, state: 'queued', generation: s.generation }, now);
