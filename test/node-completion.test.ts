@@ -148,7 +148,10 @@ describe('study completion from evidence (long fixed quiet time, adaptive on)', 
     const done = await completeStudy(node, s.studyInstanceUid);
     expect(Date.now() - t).toBeLessThan(15_000); // the fixed quiet time would be 60 s
     expect(done.complete_reason).toBe('quiet');
-    expect(done.complete_detail).toMatch(/adaptive quiet time 1 s for FASTCT \(4 × p95 gap \d+ ms over 23 gaps/);
+    // Learned from this association's 23 gaps: the 1 s minimum on an idle machine, a little more under load.
+    const learned = /adaptive quiet time ([\d.]+) s for FASTCT \(4 × p95 gap \d+ ms over 23 gaps/.exec(done.complete_detail);
+    expect(learned, done.complete_detail).not.toBeNull();
+    expect(Number(learned![1])).toBeLessThan(10);
   });
 
   it('takes a storage commitment N-ACTION as the done signal and reports it with N-EVENT-REPORT', async () => {
