@@ -44,6 +44,18 @@ export const nodeSchema = z
     /** Refuse associations addressed to another AE title (PACS misconfiguration shows early). */
     check_called_aet: z.boolean().default(true).describe('Refuse associations addressed to another AE title'),
     stable_seconds: z.number().positive().default(30).describe('A study is complete after this many seconds without a new instance (--stable-seconds)'),
+    completion: z
+      .object({
+        min_quiet_seconds: z.number().nonnegative().default(2).describe('No study is declared complete (but by storage commitment) sooner than this after its last instance; capped by stable_seconds'),
+        max_quiet_seconds: z.number().positive().default(300).describe('Longest wait for an incomplete series (a CT slice gap, a count hint not reached); at least stable_seconds'),
+        adaptive: z.boolean().default(true).describe('Learn each calling AE\'s quiet time from its inter-arrival gaps; off = stable_seconds for everyone'),
+        gap_factor: z.number().positive().default(4).describe('Adaptive quiet time = gap_factor x the 95th percentile of the sender\'s gaps, within min/max_quiet_seconds'),
+        require_geometry: z.boolean().default(true).describe('A CT series with a gap in its slice positions (or a count hint not reached) holds its study until max_quiet_seconds'),
+        storage_commitment: z.boolean().default(true).describe('Accept Storage Commitment (N-ACTION); a study whose instances are all committed is complete at once'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Study completion from evidence: association release, adaptive quiet time, CT slice geometry, count hints, storage commitment'),
     watch: z.array(z.string().min(1)).default([]).describe('Folders watched for DICOM files (--watch)'),
     destinations: z.array(destinationSchema).default([]).describe('Where results (RS_auto.dcm) are sent (--destination AE@HOST:PORT)'),
     /** Routing mode: send every completed study, as received, to all destinations. */

@@ -22,6 +22,21 @@ export interface InstanceHeader {
   bodyPartExamined?: string;
   /** SliceThickness (0018,0050) in mm, null when absent or not a number: routing input constraints. */
   sliceThicknessMm?: number | null;
+  /** Image plane and count hints for study completion (geometry continuity, expected counts); read
+   *  best-effort after the identifying tags, so a dataset that has none of them is filed all the same. */
+  geometry?: HeaderGeometry;
+}
+
+export interface HeaderGeometry {
+  imagePositionPatient: number[] | null;
+  imageOrientationPatient: number[] | null;
+  rows: number | null;
+  columns: number | null;
+  pixelSpacing: number[] | null;
+  /** (0020,1002) Images in Acquisition. */
+  imagesInAcquisition: number | null;
+  /** (0054,0081) Number of Slices (PET/NM). */
+  numberOfSlices: number | null;
 }
 
 export class HeaderError extends Error {
@@ -54,12 +69,24 @@ const T = {
   SeriesInstanceUid: 0x0020000e,
   SeriesNumber: 0x00200011,
   InstanceNumber: 0x00200013,
+  ImagePositionPatient: 0x00200032,
+  ImageOrientationPatient: 0x00200037,
   FrameOfReferenceUid: 0x00200052,
   BodyPartExamined: 0x00180015,
   SliceThickness: 0x00180050,
 } as const;
 const WANTED = new Set<number>(Object.values(T));
 const LAST_WANTED = T.FrameOfReferenceUid;
+/** Read after the identifying tags, best-effort (a failure there never refuses the instance). */
+const G = {
+  ImagesInAcquisition: 0x00201002,
+  Rows: 0x00280010,
+  Columns: 0x00280011,
+  PixelSpacing: 0x00280030,
+  NumberOfSlices: 0x00540081,
+} as const;
+const GEOMETRY_WANTED = new Set<number>(Object.values(G));
+const LAST_GEOMETRY = G.NumberOfSlices;
 
 const ITEM = 0xfffee000;
 const ITEM_DELIM = 0xfffee00d;
@@ -151,7 +178,10 @@ export function readHeader(buf: Buffer, explicit: boolean, complete: boolean): I
   try {
     while (c.pos < buf.length) {
       const tag = readTag(c);
-      if (tag > LAST_WANTED) break;
+      if (tag > LAST_WANTED) {
+        c.pos -= 4;
+        break;
+      }
       const { vr, length } = readVrLength(c, explicit, tag);
       if (length === UNDEFINED) {
         skipUndefined(c, explicit && vr !== 'UN', 0);
@@ -165,7 +195,29 @@ export function readHeader(buf: Buffer, explicit: boolean, complete: boolean): I
     if (!(e instanceof NeedMoreBytes) || !complete) throw e;
     // A complete dataset that ends mid-element is truncated; what we have may still identify it.
   }
+  readGeometryTags(c, explicit, raw);
   return toHeader(raw);
+}
+
+/** The image plane tags after the identifying ones (up to group 0054, well before pixel data), in
+ *  the bytes already read; an odd element or the end of the buffer just ends the search. */
+function readGeometryTags(c: Cursor, explicit: boolean, raw: Map<number, Buffer>): void {
+  try {
+    while (c.pos < c.buf.length) {
+      const tag = readTag(c);
+      if (tag > LAST_GEOMETRY) return;
+      const { vr, length } = readVrLength(c, explicit, tag);
+      if (length === UNDEFINED) {
+        skipUndefined(c, explicit && vr !== 'UN', 0);
+        continue;
+      }
+      need(c, length);
+      if (GEOMETRY_WANTED.has(tag)) raw.set(tag, c.buf.subarray(c.pos, c.pos + length));
+      c.pos += length;
+    }
+  } catch {
+    // best-effort: the identifying attributes are what files the instance
+  }
 }
 
 function toHeader(raw: Map<number, Buffer>): InstanceHeader {
@@ -179,6 +231,15 @@ function toHeader(raw: Map<number, Buffer>): InstanceHeader {
   const int = (tag: number): number | null => {
     const n = Number.parseInt(text(tag), 10);
     return Number.isFinite(n) ? n : null;
+  };
+  const numbers = (tag: number, n: number): number[] | null => {
+    const parts = text(tag).split('\\').map((v) => Number(v.trim()));
+    return parts.length === n && parts.every((v) => Number.isFinite(v)) ? parts : null;
+  };
+  // US (Rows, Columns): two bytes in both explicit and implicit little endian.
+  const us = (tag: number): number | null => {
+    const b = raw.get(tag);
+    return b && b.length === 2 ? b.readUInt16LE(0) : null;
   };
   const uid = (tag: number, name: string): Uid => {
     const value = parseUid(raw.get(tag)?.toString('latin1'));
@@ -206,6 +267,15 @@ function toHeader(raw: Map<number, Buffer>): InstanceHeader {
     frameOfReferenceUid: parseUid(raw.get(T.FrameOfReferenceUid)?.toString('latin1')) ?? null,
     bodyPartExamined: text(T.BodyPartExamined),
     sliceThicknessMm: decimal(text(T.SliceThickness)),
+    geometry: {
+      imagePositionPatient: numbers(T.ImagePositionPatient, 3),
+      imageOrientationPatient: numbers(T.ImageOrientationPatient, 6),
+      rows: us(G.Rows),
+      columns: us(G.Columns),
+      pixelSpacing: numbers(G.PixelSpacing, 2),
+      imagesInAcquisition: int(G.ImagesInAcquisition),
+      numberOfSlices: us(G.NumberOfSlices),
+    },
   };
 }
 

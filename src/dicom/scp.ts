@@ -14,6 +14,7 @@ import { PduGuard } from './pdu-guard.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './uid.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import type { Timeline } from '../store/timeline.js';
+import { handleCommitmentRequest, STORAGE_COMMITMENT_PUSH_SOP_CLASS, type CommitmentDeps } from './storage-commitment.js';
 
 const { Scp, Dataset, Implementation } = dimse;
 const { CStoreResponse, CEchoResponse } = dimse.responses;
@@ -54,6 +55,10 @@ export interface DicomServerDeps {
   timeline?: Timeline;
   /** Called after an instance is stored (not for duplicates): the study timer restarts. */
   onStored?: (studyUid: string) => void;
+  /** An association that stored into these studies released normally (not aborted): completion evidence. */
+  onAssociationReleased?: (studies: string[]) => void;
+  /** Storage Commitment Push Model SCP (N-ACTION); absent = the SOP class is refused. */
+  storageCommitment?: CommitmentDeps;
 }
 
 interface AssociationState {
@@ -71,6 +76,12 @@ interface AssociationState {
   bytes: number;
   startedAt: number;
   accepted: boolean;
+  /** The peer asked for a normal release (A-RELEASE-RQ), as opposed to an abort or a dropped connection. */
+  released?: boolean;
+  /** Instances and bytes stored per study on this association (the timeline's 'received'). */
+  perStudy?: Map<string, { count: number; bytes: number }>;
+  /** Transfer syntax accepted for the storage commitment context. */
+  commitmentTs?: string;
 }
 
 /**
@@ -98,6 +109,11 @@ export class DicomServer {
     deps.metrics.describe('rtpipeline_instances_failed_total', 'C-STOREs answered with a failure status');
     deps.metrics.describe('rtpipeline_bytes_received_total', 'Dataset bytes stored');
     deps.metrics.describe('rtpipeline_echo_total', 'C-ECHO requests answered');
+  }
+
+  /** Adds optional hooks after construction (completion evidence, storage commitment). */
+  use(extra: Pick<DicomServerDeps, 'onAssociationReleased' | 'storageCommitment'>): void {
+    Object.assign(this.deps, extra);
   }
 
   get activeAssociations(): number {
@@ -199,6 +215,10 @@ export class DicomServer {
     await Promise.allSettled([...state.inFlight]);
     for (const s of state.studies) this.deps.activity.remove(s);
     this.states.delete(state);
+    for (const [study, n] of state.perStudy ?? []) {
+      this.deps.timeline?.record(study, 'received', { count: n.count, bytes: n.bytes, callingAet: state.callingAet, calledAet: state.calledAet, peer: state.socket.remoteAddress, via: 'dimse', association: state.id, released: !!state.released });
+    }
+    if (state.released && state.studies.size > 0) this.deps.onAssociationReleased?.([...state.studies]);
     if (state.accepted) {
       state.log.info(
         { stored: state.stored, failed: state.failed, bytes: state.bytes, ms: Date.now() - state.startedAt },
@@ -242,7 +262,8 @@ export class DicomServer {
           const context = association.getPresentationContext(pc.id);
           const abstract = context.getAbstractSyntaxUid();
           const proposed = context.getTransferSyntaxUids();
-          if (abstract !== VERIFICATION_SOP_CLASS && !isStorageSopClass(abstract)) {
+          const commitment = abstract === STORAGE_COMMITMENT_PUSH_SOP_CLASS && !!server.deps.storageCommitment;
+          if (abstract !== VERIFICATION_SOP_CLASS && !isStorageSopClass(abstract) && !commitment) {
             context.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
             s.log.debug({ sopClass: abstract }, 'presentation context rejected: SOP class not supported');
             continue;
@@ -254,6 +275,7 @@ export class DicomServer {
             continue;
           }
           context.setResult(PresentationContextResult.Accept, ts);
+          if (commitment) s.commitmentTs = ts;
           s.log.debug({ sopClass: abstract, proposed, accepted: ts }, 'presentation context accepted');
           accepted++;
         }
@@ -269,6 +291,7 @@ export class DicomServer {
       }
 
       override associationReleaseRequested(): void {
+        this.state.released = true;
         // Answer only once every store of this association is durable and answered.
         void Promise.allSettled([...this.state.inFlight]).then(() => this.sendAssociationReleaseResponse());
       }
@@ -276,6 +299,17 @@ export class DicomServer {
       override abort(): void {
         this.state.log.info('association aborted by peer');
         this.state.socket.destroy();
+      }
+
+      override nActionRequest(request: dimse.requests.NActionRequest, callback: (r: dimse.responses.NActionResponse) => void): void {
+        const s = this.state;
+        const deps = server.deps.storageCommitment;
+        if (!deps) {
+          const r = dimse.responses.NActionResponse.fromRequest(request);
+          r.setStatus(Status.SopClassNotSupported);
+          return callback(r);
+        }
+        handleCommitmentRequest(this, request, callback, { deps, log: s.log, callingAet: s.callingAet, transferSyntaxUid: s.commitmentTs ?? '1.2.840.10008.1.2' });
       }
 
       override cEchoRequest(request: dimse.requests.CEchoRequest, callback: (r: dimse.responses.CEchoResponse) => void): void {
@@ -343,6 +377,9 @@ export class DicomServer {
               metrics.inc('rtpipeline_instances_received_total');
               metrics.inc('rtpipeline_bytes_received_total', o.size);
               server.deps.onStored?.(o.header.studyInstanceUid);
+              s.perStudy ??= new Map();
+              const n = s.perStudy.get(o.header.studyInstanceUid) ?? { count: 0, bytes: 0 };
+              s.perStudy.set(o.header.studyInstanceUid, { count: n.count + 1, bytes: n.bytes + o.size });
             } else {
               metrics.inc('rtpipeline_instances_duplicate_total');
             }

@@ -27,6 +27,7 @@ import { Timeline } from '../store/timeline.js';
 import { uiPage, uiAsset } from '../http/ui/assets.js';
 import { RoutingTable } from '../routing/routing-table.js';
 import { routingRoutes } from '../routing/routing-api.js';
+import { storageCommitmentDeps } from '../completion/commitment-record.js';
 
 export const STUDY_JOB = 'study';
 
@@ -133,9 +134,14 @@ export class RtNode {
       },
       node.max_concurrent_jobs,
       this.log.child({ component: 'jobs' }),
+      this.timeline,
     );
-    this.completion = new StudyCompletion(this.index, this.activity, node.stable_seconds, STUDY_JOB, this.log.child({ component: 'completion' }), () => this.jobs.kick());
+    this.completion = new StudyCompletion(this.index, this.activity, node.stable_seconds, STUDY_JOB, this.log.child({ component: 'completion' }), () => this.jobs.kick(), { completion: node.completion, timeline: this.timeline, metrics: this.metrics });
     this.dicom = new DicomServer({ config: node, store: this.store, log: this.log.child({ component: 'scp' }), metrics: this.metrics, activity: this.activity, audit: this.audit, timeline: this.timeline });
+    this.dicom.use({
+      onAssociationReleased: (studies) => this.completion.released(studies),
+      storageCommitment: node.completion.storage_commitment ? storageCommitmentDeps(this.index, this.timeline, this.log.child({ component: 'commitment' }), () => this.completion.safeCheck()) : undefined,
+    });
 
     this.outbound.start();
     this.jobs.start();
@@ -200,6 +206,12 @@ export class RtNode {
       { method: 'GET', path: '/api/studies/:uid', handler: (_r, p) => {
           const study = this.index.getStudy(p.uid);
           return study ? { status: 200, body: { ...study, series: this.index.seriesOfStudy(p.uid) } } : { status: 404, body: { error: `no study ${p.uid}` } };
+        } },
+      { method: 'GET', path: '/api/studies/:uid/timeline', handler: (_r, p) => {
+          const study = this.index.getStudy(p.uid);
+          if (!study) return { status: 404, body: { error: `no study ${p.uid}` } };
+          const pending = study.state === 'receiving' ? this.completion.verdict(study) : undefined;
+          return { status: 200, body: { study: { ...study, waiting: pending && { detail: pending.detail, recheckAt: pending.recheckAt } }, events: this.timeline.list(p.uid) } };
         } },
       { method: 'GET', path: '/api/jobs', handler: () => ({ status: 200, body: this.index.listJobs().map(jobView) }) },
       { method: 'GET', path: '/api/jobs/:id', handler: (_r, p) => {

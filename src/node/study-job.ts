@@ -25,6 +25,7 @@ import { routeStudy } from '../routing/study-route.js';
 import { isOwnResultDescription, type RoutingRules } from '../routing/rules.js';
 import { brandingFromConfig } from '../rt/branding.js';
 import { formatDestination } from '../config/destination.js';
+import { resultLineage } from '../rt/lineage.js';
 
 export interface StudyJobDeps {
   index: IndexDb;
@@ -45,7 +46,7 @@ export interface StudyJobDeps {
   onProgress?: (jobId: number) => void;
   /** Return routing: the rules in force (read once per job). Absent: results go to `destinations`. */
   routing?: { current(): RoutingSnapshot };
-  /** The per-study timeline ('skipped', 'held'). */
+  /** The per-study timeline ('skipped', 'held', 'stage'). */
   timeline?: Timeline;
   /** The audit trail ('result.held'). */
   audit?: AuditSink;
@@ -194,6 +195,8 @@ export function studyJob(deps: StudyJobDeps): StageFn {
             },
             // Same study, generation and input series: same RTSTRUCT bytes and UIDs after a crash and re-run.
             seed: `rtpipeline-builtin-v1:${study.study_uid}:${ctSeries.s.series_uid}:${job.generation}:${ctSeries.files.length}`,
+            // One series per study and engine for every version of RS_auto; InstanceNumber = generation.
+            lineage: resultLineage(study.study_uid, deps.segmentation.engine, job.generation),
           },
         }),
       },
@@ -213,6 +216,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     const onStage = (stage: StageName, status: StageStatus, ms: number) => {
       progress = withStage(progress, stage, status, ms);
       report();
+      deps.timeline?.record(job.study_uid, 'stage', { jobId: job.id, stage, status, ms });
     };
     const course = { pool: deps.pool, courseDir: dir, label, log, signal, heartbeatSeconds: deps.heartbeatSeconds, forceRedo: options.forceRedo, onStage };
     const { outcomes, segmentation } = deps.remote

@@ -10,6 +10,7 @@ import { SOP_CLASS } from '../dicom/sop-classes.js';
 import { writeFileAtomic } from '../store/durable-fs.js';
 import type { Vec3 } from '../geometry/types.js';
 import type { RtStructBranding } from '../rt/branding.js';
+import type { ResultLineage } from '../rt/lineage.js';
 
 /** What the auto-segmentation of one study needs: the CT files and the study's identity. */
 export interface AutoSegmentInput {
@@ -29,6 +30,8 @@ export interface AutoSegmentInput {
   seed: string;
   /** Result branding of RS_auto (routing: node.result_branding or the study's route). */
   branding?: RtStructBranding;
+  /** The result's series and version (src/rt/lineage.ts); absent = a series derived from the seed, instance 1. */
+  lineage?: ResultLineage;
 }
 
 export interface AutoSegmentResult {
@@ -101,6 +104,8 @@ export async function autoSegment(input: AutoSegmentInput): Promise<AutoSegmentR
         rois,
         seriesDescription: 'rtpipeline auto-segmentation (builtin)',
         structureSetLabel: 'RS_auto',
+        seriesInstanceUid: input.lineage?.seriesInstanceUid,
+        instanceNumber: input.lineage?.instanceNumber,
         deterministic: { seed: input.seed },
         branding: input.branding,
       });

@@ -83,6 +83,8 @@ export interface RtStructInput {
   operatorsName?: string;
   /** Overrides the generated Series Instance UID, e.g. to add a revision to an existing series. */
   seriesInstanceUid?: string;
+  /** Instance Number (0020,0013); default 1. A new version in an existing series gets a higher one. */
+  instanceNumber?: number;
   /** Same input and seed give byte-identical output: UIDs and dates come from a hash, not the clock. */
   deterministic?: { seed: string };
   /** Result branding (label, name, series description, ROI name prefix), applied over the above. */
@@ -229,7 +231,7 @@ function writeStructureSet(w: DatasetWriter, input: RtStructInput, when: { date:
   const ct = input.ct;
   w.text(TAG.StudyID, 'SH', ct.studyId ?? '')
     .text(TAG.SeriesNumber, 'IS', input.seriesNumber === undefined ? '' : String(input.seriesNumber))
-    .text(TAG.InstanceNumber, 'IS', '1')
+    .text(TAG.InstanceNumber, 'IS', String(input.instanceNumber ?? 1))
     // Frame of Reference module: validators (dicom3tools) expect it on an RTSTRUCT; it is the CT's frame.
     .text(TAG.FrameOfReferenceUID, 'UI', ct.frameOfReferenceUid)
     .text(TAG.PositionReferenceIndicator, 'LO', '')

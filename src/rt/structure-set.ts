@@ -61,6 +61,8 @@ export function automaticStructureSet(opts: {
   seriesDescription: string;
   label: string;
   branding?: RtStructBranding;
+  /** Series and version of the result (src/rt/lineage.ts). */
+  lineage?: { seriesInstanceUid: string; instanceNumber: number };
 }): Buffer {
   return buildRtStruct({
     ct: ctReference(opts.grid, opts.sliceSopInstanceUids, opts.study),
@@ -74,6 +76,8 @@ export function automaticStructureSet(opts: {
     })),
     seriesDescription: opts.seriesDescription,
     structureSetLabel: opts.label,
+    seriesInstanceUid: opts.lineage?.seriesInstanceUid,
+    instanceNumber: opts.lineage?.instanceNumber,
     deterministic: { seed: opts.seed },
     branding: opts.branding,
   });

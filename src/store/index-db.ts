@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { InstanceHeader } from '../dicom/header.js';
+import { CompletionFacts } from '../completion/completion-facts.js';
 
 /**
  * The persistent index of patients, studies, series, instances, jobs and the outbound queue.
@@ -44,6 +45,9 @@ export interface StudyRow {
   calling_host: string | null;
   /** The AE title the sender called us by (return routing); null for uploads and older indexes. */
   called_aet?: string | null;
+  /** Why the study was declared complete (src/completion/evidence.ts), null before or for old rows. */
+  complete_reason?: string | null;
+  complete_detail?: string | null;
 }
 
 export interface JobRow {
@@ -130,6 +134,8 @@ export interface RecordedInstance {
 
 export class IndexDb {
   readonly db: Database.Database;
+  /** Facts study completion decides from (geometry, sender gaps, commitments), same database. */
+  readonly completion: CompletionFacts;
   private readonly stmts;
 
   constructor(file: string) {
@@ -156,6 +162,7 @@ export class IndexDb {
     if (!(this.db.prepare('PRAGMA table_info(studies)').all() as { name: string }[]).some((c) => c.name === 'called_aet')) {
       this.db.exec('ALTER TABLE studies ADD COLUMN called_aet TEXT');
     }
+    this.completion = new CompletionFacts(this.db);
     const db = this.db;
     this.stmts = {
       getInstance: db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE sop_uid = ?'),
@@ -214,6 +221,7 @@ export class IndexDb {
   recordInstance(r: RecordedInstance, reopen = true): void {
     const h = r.header;
     this.db.transaction(() => {
+      this.completion.recordInstance(r);
       this.stmts.upsertInstance.run({
         sop_uid: h.sopInstanceUid,
         series_uid: h.seriesInstanceUid,

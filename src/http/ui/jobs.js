@@ -5,6 +5,7 @@ import { api, withKey } from './api.js';
 import { stageChips, FINISHED } from './stages.js';
 import { jobHeader, loadResults } from './results.js';
 import { formatDate } from './summary.js';
+import { showTimeline } from './timeline.js';
 
 export class JobBoard {
   /** @param {{ list: HTMLElement, empty: HTMLElement, detail: HTMLElement, detailBody: HTMLElement, message: (text: string, kind?: string) => void }} el */
@@ -115,6 +116,7 @@ export class JobBoard {
     const { detail, detailBody } = this.el;
     detail.hidden = false;
     detail.querySelector('h2').textContent = `Job #${job.id}`;
+    void showTimeline(job, document.getElementById('study-timeline'));
     let results = detailBody.querySelector('.results');
     const head = jobHeader(job, this.studies.get(job.study_uid));
     if (!results || reloadResults || detailBody.dataset.jobId !== String(job.id)) {

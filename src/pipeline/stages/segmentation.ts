@@ -152,6 +152,7 @@ export async function segmentationStage(input: SegmentationInput, ctx: StageCont
     seriesDescription: `rtpipeline auto-segmentation (${sources.map((s) => s.source).join(', ')})`,
     label: 'RS_auto',
     branding: input.branding,
+    lineage: ct.lineage,
   });
   await writeFileAtomic(rsAuto, rsBytes);
   const result: SegmentationResult = {
