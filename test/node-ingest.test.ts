@@ -301,27 +301,3 @@ describe('HTTP API key', () => {
     }
   });
 });
-
-describe('DICOM TLS', () => {
-  it('accepts C-ECHO and C-STORE over TLS from DCMTK when node.tls is set', async () => {
-    const dir = tempDir();
-    const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
-    const gen = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost']);
-    expect(gen.code, gen.stderr).toBe(0);
-    const node = await startNode({ configYaml: `node:\n  tls:\n    key: ${key}\n    cert: ${cert}\n` });
-    try {
-      const tlsArgs = ['+tla', '+cf', cert];
-      const echo = await echoscu({ port: node.dicomPort, calledAet: 'RTPIPELINE', extraArgs: tlsArgs });
-      expect(echo.code, echo.stdout + echo.stderr).toBe(0);
-      const s = await writeCtSeries(path.join(dir, 'ct'), { patientId: 'TLS', patientName: 'Tls^Test', phantom: { ...phantom, slices: 2 } });
-      const st = await storescu({ port: node.dicomPort, calledAet: 'RTPIPELINE', files: s.files, extraArgs: tlsArgs });
-      expect(st.code, st.stdout + st.stderr).toBe(0);
-      expect(storedFiles(node.dataDir).filter((f) => f.includes(s.seriesInstanceUid))).toHaveLength(2);
-      // A plain-TCP peer cannot talk to a TLS listener.
-      expect((await echoscu({ port: node.dicomPort, calledAet: 'RTPIPELINE', timeoutMs: 10_000, extraArgs: ['-to', '3', '-ta', '3'] })).code).not.toBe(0);
-    } finally {
-      await node.stop();
-    }
-  });
-});

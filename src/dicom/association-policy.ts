@@ -44,6 +44,7 @@ export function clientAetRejection(map: Record<string, string[]>, peer: TlsPeer 
     why: `calling AE not recognized: ${why}`,
     label: 'client_cert_aet',
   });
+  if (peer.clientCN === null && peer.clientCertError) return reject(`calling AE "${callingAet}" came with a client certificate that does not verify against node.tls.ca (${peer.clientCertError})`);
   if (peer.clientCN === null) return reject(`calling AE "${callingAet}" came without a verified client certificate, and node.tls.client_aets maps certificates to AE titles`);
   const allowed = Object.hasOwn(map, peer.clientCN) ? map[peer.clientCN] : undefined;
   if (!allowed) return reject(`client certificate CN=${peer.clientCN} is not in node.tls.client_aets`);

@@ -13,7 +13,7 @@ import { PduGuard } from './pdu-guard.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './uid.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import type { Timeline } from '../store/timeline.js';
-import { handshakeFailure, tlsPeer, tlsServerOptions, type TlsPeer } from './tls.js';
+import { handshakeFailure, keepPeerAddresses, tlsPeer, tlsRemote, tlsServerOptions, type TlsPeer } from './tls.js';
 import { clientAetRejection, peerLimitRejection } from './association-policy.js';
 import { AssociationTally, reportAssociationClosed } from './association-report.js';
 
@@ -143,6 +143,7 @@ export class DicomServer {
       const { options, warnings } = tlsServerOptions(config.tls);
       for (const w of warnings) this.deps.log.warn(w);
       this.tlsServer = tls.createServer({ ...options, noDelay: true }, (socket) => this.handleConnection(socket, tlsPeer(socket)));
+      keepPeerAddresses(this.tlsServer);
       this.tlsServer.on('tlsClientError', (e, socket) => this.handshakeFailed(e, socket));
       await this.bind(this.tlsServer, config.tls.port);
     }
@@ -169,8 +170,8 @@ export class DicomServer {
 
   /** A TLS peer that never got as far as an association (wrong CA, no certificate, TLS 1.1, plain TCP on the TLS port). */
   private handshakeFailed(err: Error, socket: tls.TLSSocket): void {
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    const reason = handshakeFailure(err);
+    const peer = tlsRemote(socket);
+    const reason = handshakeFailure(err, socket);
     this.deps.log.warn({ peer, reason, code: (err as NodeJS.ErrnoException).code }, 'association rejected');
     this.deps.metrics.inc('rtpipeline_associations_rejected_total', 1, { reason: 'tls' });
     this.deps.audit?.record({ type: 'association.rejected', outcome: 'failure', peer, callingAet: null, calledAet: null, reason, tls: true });

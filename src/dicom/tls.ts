@@ -18,6 +18,8 @@ export interface TlsPeer {
   cipher: string | null;
   /** Subject CN of the client certificate, only when it verified against node.tls.ca. */
   clientCN: string | null;
+  /** Why a client certificate that was presented did not verify (when it was not required). */
+  clientCertError?: string;
 }
 
 function readFile(key: string, file: string): Buffer {
@@ -90,15 +92,45 @@ export function tlsPeer(socket: tls.TLSSocket): TlsPeer {
     const cn = socket.getPeerCertificate()?.subject?.CN as string | string[] | undefined;
     clientCN = (Array.isArray(cn) ? cn[0] : cn) ?? null;
   }
-  return { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name ?? null, clientCN };
+  const peer: TlsPeer = { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name ?? null, clientCN };
+  // Only a certificate that was presented and failed has an error worth reporting.
+  if (!socket.authorized && socket.authorizationError && Object.keys(socket.getPeerCertificate() ?? {}).length > 0) {
+    peer.clientCertError = String(socket.authorizationError);
+  }
+  return peer;
 }
 
-/** "tls handshake: peer did not return a certificate" from Node's/OpenSSL's error. */
-export function handshakeFailure(err: Error): string {
+/**
+ * Why a TLS handshake failed, for the log and the audit: "tls handshake: peer did not return a
+ * certificate". A client certificate that does not verify makes Node drop the connection with a
+ * bare "socket hang up"; its verification error, kept on the socket, is the real reason.
+ */
+export function handshakeFailure(err: Error, socket: tls.TLSSocket): string {
+  const verify = socket.authorizationError;
+  if (verify) return `tls handshake: client certificate refused (${String(verify)}): it must be issued by the CA in node.tls.ca and be valid`;
   return `tls handshake: ${opensslMessage(err)}`;
+}
+
+/**
+ * Makes each TCP socket of a TLS server read its peer address on arrival: Node caches it then, so
+ * `tlsRemote` can still name the peer after a failed handshake has destroyed the socket.
+ */
+export function keepPeerAddresses(server: tls.Server): void {
+  server.on('connection', (raw: { remoteAddress?: string; remotePort?: number }) => void [raw.remoteAddress, raw.remotePort]);
+}
+
+/** "address:port" of a TLS socket, also once Node has destroyed it after a failed handshake. */
+export function tlsRemote(socket: tls.TLSSocket): string {
+  // The TLS socket forgets its peer when destroyed; the TCP socket underneath (_parent) keeps it.
+  const raw = (socket as unknown as { _parent?: { remoteAddress?: string; remotePort?: number } })._parent;
+  const address = socket.remoteAddress ?? raw?.remoteAddress;
+  const port = socket.remotePort ?? raw?.remotePort;
+  return address ? `${address}:${port}` : 'unknown';
 }
 
 /** OpenSSL's "error:0A0000C7:SSL routines::peer did not return a certificate" without the codes. */
 function opensslMessage(err: Error): string {
-  return err.message.replace(/^error:[0-9A-F]+:[^:]*:[^:]*:/i, '').trim() || err.message;
+  // OpenSSL 3: "<thread>:error:<code>:<library>:<function>:<reason>:<file>:<line>:"; older: "error:<code>:<library>::<reason>".
+  const m = /error:[0-9A-F]+:[^:]*:[^:]*:([^:]+)/i.exec(err.message);
+  return m ? m[1].trim() : err.message;
 }
