@@ -31,7 +31,8 @@ describe('DICOM node ingest (DCMTK peers)', () => {
   const work = tempDir();
 
   beforeAll(async () => {
-    node = await startNode({ args: ['--allow-caller', 'STORESCU', '--allow-caller', 'ECHOSCU', '--allow-caller', 'PEER1', '--stable-seconds', '1'] });
+    // All peers here are 127.0.0.1: the per-peer cap (default 4) would refuse the 8 concurrent senders.
+    node = await startNode({ args: ['--allow-caller', 'STORESCU', '--allow-caller', 'ECHOSCU', '--allow-caller', 'PEER1', '--stable-seconds', '1'], configYaml: 'node:\n  max_associations_per_peer: 16\n' });
   });
   afterAll(async () => {
     expect(await node.stop()).toBe(0);
