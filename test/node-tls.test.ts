@@ -56,7 +56,8 @@ describe('DICOM TLS listener', () => {
   it('runs TLS beside the plain listener: C-ECHO and C-STORE over TLS, plain still works, plain TCP, TLS 1.1 and excluded ciphers refused', async () => {
     const tlsPort = await freePort();
     const node = await startNode({
-      configYaml: `node:\n  tls:\n    key: ${pki.server.key}\n    cert: ${pki.server.cert}\n    ca: ${pki.ca.cert}\n    port: ${tlsPort}\n    ciphers: ECDHE-ECDSA-AES256-GCM-SHA384\n`,
+      configYaml: `node:\n  tls:\n    key: ${pki.server.key}\n    cert: ${pki.server.cert}\n    ca: ${pki.ca.cert}\n    ciphers: ECDHE-ECDSA-AES256-GCM-SHA384\n`,
+      args: ['--tls-port', String(tlsPort)],
     });
     try {
       const health = await node.api('/health');
