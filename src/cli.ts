@@ -17,6 +17,7 @@ const USAGE = `rtpipeline: radiotherapy DICOM node and pipeline
   rtpipeline serve    [--config FILE] [--aet AE] [--dicom-port N] [--http-port N] [--data-dir DIR]
                       [--destination AE@HOST:PORT]... [--allow-caller AE]... [--stable-seconds S]
                       [--watch DIR]... [--max-workers N] [--seg-workers N] [--bind ADDR]
+                      [--tls-port N]   (the DICOM TLS port; needs node.tls in the config file)
   rtpipeline ui       [serve flags]   the same node as serve; its web UI is at http://HOST:HTTP-PORT/
   rtpipeline send     --destination AE@HOST:PORT [--aet AE] FILES_OR_DIRS...
   rtpipeline [run]    --dicom-root DIR [--outdir DIR] [--logs DIR] [--config FILE] [--stage NAME]...
@@ -50,6 +51,7 @@ const SERVE_OPTIONS: ParseArgsConfig['options'] = {
   'max-workers': { type: 'string' },
   'seg-workers': { type: 'string' },
   bind: { type: 'string' },
+  'tls-port': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 

@@ -46,6 +46,7 @@ export const OVERRIDABLE: OverridableKey[] = [
   { flag: 'allow-caller', env: ['RTPIPELINE_ALLOW_CALLER'], path: ['node', 'allowed_callers'], kind: 'list' },
   { flag: 'stable-seconds', env: ['RTPIPELINE_STABLE_SECONDS'], path: ['node', 'stable_seconds'], kind: 'number' },
   { flag: 'watch', env: ['RTPIPELINE_WATCH'], path: ['node', 'watch'], kind: 'list' },
+  { flag: 'tls-port', env: ['RTPIPELINE_TLS_PORT'], path: ['node', 'tls', 'port'], kind: 'number' },
   { flag: 'max-workers', env: ['RTPIPELINE_MAX_WORKERS', 'RTPIPELINE_WORKERS'], path: ['max_workers'], kind: 'number' },
   { flag: 'seg-workers', env: ['RTPIPELINE_SEG_WORKERS'], path: ['seg_workers'], kind: 'number' },
   // The batch command's flags (no variables of their own: the config file or the flag).

@@ -69,10 +69,26 @@ export const nodeSchema = z
         cert: z.string().describe('PEM certificate file of the listener'),
         ca: z.string().optional().describe('PEM CA bundle that client certificates must chain to'),
         require_client_cert: z.boolean().default(false).describe('Refuse callers without a valid client certificate'),
+        port: port.default(2762).describe('DICOM TLS listen port (--tls-port, RTPIPELINE_TLS_PORT)'),
+        plain: z.boolean().default(true).describe('Keep the plain (non-TLS) listener on dicom_port running; false = TLS only'),
+        min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Lowest TLS version accepted (never below TLS 1.2)'),
+        ciphers: z.string().min(1).nullable().default(null).describe("OpenSSL cipher list for TLS 1.2 (e.g. 'ECDHE+AESGCM'); null = Node's default"),
+        /** Certificate subject CN -> the calling AE titles that certificate may use. */
+        client_aets: z
+          .record(z.string().min(1), z.array(aeTitle))
+          .default({})
+          .describe('Client certificate subject CN -> calling AE titles it may use; a TLS caller using another AE is rejected. Empty = no mapping'),
       })
       .strict()
+      // Without a CA, client certificates would be checked against the public roots: anyone with a web certificate.
+      .refine((t) => t.ca !== undefined || (!t.require_client_cert && Object.keys(t.client_aets).length === 0), {
+        message: 'require_client_cert and client_aets need node.tls.ca (the CA that issues your client certificates)',
+        path: ['ca'],
+      })
       .nullable()
-      .default(null).describe('Listener TLS: key and cert files, optional CA and client-certificate requirement; null = plain TCP'),
+      .default(null).describe('DICOM TLS listener (beside the plain one unless plain: false): key and cert files, optional CA, client certificates mapped to AE titles; null = no TLS listener'),
+    max_associations_per_peer: positiveInt.default(4).describe('Concurrent associations from one remote IP address; more get A-ASSOCIATE-RJ "local limit exceeded"'),
+    max_study_mb: z.number().nonnegative().default(0).describe('Largest study stored, in MB (sum of its instances); a C-STORE over it is answered Out of Resources (0xA700). 0 = unlimited'),
     max_associations: positiveInt.default(16).describe('Concurrent associations; more get A-ASSOCIATE-RJ "local limit exceeded"'),
     max_pdu_length: z.number().int().min(4096).max(4194304).default(262144).describe('Largest P-DATA PDU accepted, in bytes (announced to peers)'),
     /** Seconds without any PDU before an association is aborted. */

@@ -1,6 +1,5 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import dimse from 'dcmjs-dimse';
 import type { Writable } from 'node:stream';
@@ -15,6 +14,9 @@ import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './uid.js'
 import type { AuditSink } from '../audit/audit-log.js';
 import type { Timeline } from '../store/timeline.js';
 import { handleCommitmentRequest, STORAGE_COMMITMENT_PUSH_SOP_CLASS, type CommitmentDeps } from './storage-commitment.js';
+import { handshakeFailure, keepPeerAddresses, tlsPeer, tlsRemote, tlsServerOptions, type TlsPeer } from './tls.js';
+import { clientAetRejection, peerLimitRejection } from './association-policy.js';
+import { AssociationTally, reportAssociationClosed } from './association-report.js';
 
 const { Scp, Dataset, Implementation } = dimse;
 const { CStoreResponse, CEchoResponse } = dimse.responses;
@@ -78,10 +80,15 @@ interface AssociationState {
   accepted: boolean;
   /** The peer asked for a normal release (A-RELEASE-RQ), as opposed to an abort or a dropped connection. */
   released?: boolean;
-  /** Instances and bytes stored per study on this association (the timeline's 'received'). */
-  perStudy?: Map<string, { count: number; bytes: number }>;
   /** Transfer syntax accepted for the storage commitment context. */
   commitmentTs?: string;
+  /** Remote IP address (node.max_associations_per_peer counts by it) and "address:port". */
+  address: string;
+  peer: string;
+  /** The TLS session, null on the plain listener. */
+  tls: TlsPeer | null;
+  /** Instances and bytes stored per study: reported at close (audit, timeline). */
+  tally: AssociationTally;
 }
 
 /**
@@ -91,6 +98,10 @@ interface AssociationState {
  */
 export class DicomServer {
   private server: net.Server | undefined;
+  /** The DICOM TLS listener (node.tls), beside the plain one or alone; same limits and state. */
+  private tlsServer: tls.Server | undefined;
+  /** Associations whose close is being reported: a graceful stop waits for them. */
+  private readonly closing = new Set<Promise<void>>();
   private readonly states = new Set<AssociationState>();
   private accepting = true;
   private seq = 0;
@@ -125,37 +136,63 @@ export class DicomServer {
     return typeof a === 'object' && a ? a.port : this.deps.config.dicom_port;
   }
 
+  /** The TLS listener's port; null without node.tls. */
+  get tlsPort(): number | null {
+    const a = this.tlsServer?.address();
+    return typeof a === 'object' && a ? a.port : (this.deps.config.tls?.port ?? null);
+  }
+
+  /** False when node.tls.plain is false: only the TLS listener runs. */
+  get plainListening(): boolean {
+    return this.server !== undefined;
+  }
+
   async listen(): Promise<void> {
     const { config } = this.deps;
-    const onConnection = (socket: net.Socket) => this.handleConnection(socket);
-    this.server = config.tls
-      ? tls.createServer(
-          {
-            key: fs.readFileSync(config.tls.key),
-            cert: fs.readFileSync(config.tls.cert),
-            ca: config.tls.ca ? fs.readFileSync(config.tls.ca) : undefined,
-            requestCert: config.tls.require_client_cert,
-            rejectUnauthorized: config.tls.require_client_cert,
-            minVersion: 'TLSv1.2',
-          },
-          onConnection,
-        )
-      : net.createServer({ noDelay: true }, onConnection);
+    if (!config.tls || config.tls.plain) {
+      this.server = net.createServer({ noDelay: true }, (socket) => this.handleConnection(socket, null));
+      await this.bind(this.server, config.dicom_port);
+    }
+    if (config.tls) {
+      const { options, warnings } = tlsServerOptions(config.tls);
+      for (const w of warnings) this.deps.log.warn(w);
+      this.tlsServer = tls.createServer({ ...options, noDelay: true }, (socket) => this.handleConnection(socket, tlsPeer(socket)));
+      keepPeerAddresses(this.tlsServer);
+      this.tlsServer.on('tlsClientError', (e, socket) => this.handshakeFailed(e, socket));
+      await this.bind(this.tlsServer, config.tls.port);
+    }
+    this.deps.log.info(
+      { aet: config.aet, port: this.server ? this.port : null, tlsPort: this.tlsServer ? this.tlsPort : null, bind: config.bind_address, tls: !!config.tls, tlsMinVersion: config.tls?.min_version, mutualTls: config.tls ? config.tls.require_client_cert : undefined },
+      'DICOM listener ready',
+    );
+  }
+
+  private async bind(server: net.Server, port: number): Promise<void> {
+    const { config } = this.deps;
     // A hard cap well above the association limit: over the limit we still want to send a proper
     // A-ASSOCIATE-RJ ("local limit exceeded"), which needs the connection accepted first.
-    this.server.maxConnections = config.max_associations * 2 + 4;
+    server.maxConnections = config.max_associations * 2 + 4;
     await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(config.dicom_port, config.bind_address, () => {
-        this.server!.off('error', reject);
+      server.once('error', reject);
+      server.listen(port, config.bind_address, () => {
+        server.off('error', reject);
         resolve();
       });
     });
-    this.server.on('error', (e) => this.deps.log.error({ err: e }, 'DICOM listener error'));
-    this.deps.log.info({ aet: config.aet, port: this.port, bind: config.bind_address, tls: !!config.tls }, 'DICOM listener ready');
+    server.on('error', (e) => this.deps.log.error({ err: e, port }, 'DICOM listener error'));
   }
 
-  private handleConnection(socket: net.Socket): void {
+  /** A TLS peer that never got as far as an association (wrong CA, no certificate, TLS 1.1, plain TCP on the TLS port). */
+  private handshakeFailed(err: Error, socket: tls.TLSSocket): void {
+    const peer = tlsRemote(socket);
+    const reason = handshakeFailure(err, socket);
+    this.deps.log.warn({ peer, reason, code: (err as NodeJS.ErrnoException).code }, 'association rejected');
+    this.deps.metrics.inc('rtpipeline_associations_rejected_total', 1, { reason: 'tls' });
+    this.deps.audit?.record({ type: 'association.rejected', outcome: 'failure', peer, callingAet: null, calledAet: null, reason, tls: true });
+    socket.destroy();
+  }
+
+  private handleConnection(socket: net.Socket, tlsInfo: TlsPeer | null): void {
     const { config, log, metrics } = this.deps;
     socket.setNoDelay(true);
     if (!this.accepting) {
@@ -178,6 +215,10 @@ export class DicomServer {
       bytes: 0,
       startedAt: Date.now(),
       accepted: false,
+      address: socket.remoteAddress ?? '',
+      peer: remote,
+      tls: tlsInfo,
+      tally: new AssociationTally(),
     };
     this.states.add(state);
 
@@ -205,7 +246,9 @@ export class DicomServer {
       socket.destroy();
     });
     socket.on('close', () => {
-      this.onClosed(state).catch((e: Error) => state.log.error({ err: e.message }, 'error while closing association'));
+      const closed = this.onClosed(state).catch((e: Error) => state.log.error({ err: e.message }, 'error while closing association'));
+      this.closing.add(closed);
+      void closed.finally(() => this.closing.delete(closed));
     });
   }
 
@@ -215,16 +258,16 @@ export class DicomServer {
     await Promise.allSettled([...state.inFlight]);
     for (const s of state.studies) this.deps.activity.remove(s);
     this.states.delete(state);
-    for (const [study, n] of state.perStudy ?? []) {
-      this.deps.timeline?.record(study, 'received', { count: n.count, bytes: n.bytes, callingAet: state.callingAet, calledAet: state.calledAet, peer: state.socket.remoteAddress, via: 'dimse', association: state.id, released: !!state.released });
-    }
-    if (state.released && state.studies.size > 0) this.deps.onAssociationReleased?.([...state.studies]);
     if (state.accepted) {
       state.log.info(
-        { stored: state.stored, failed: state.failed, bytes: state.bytes, ms: Date.now() - state.startedAt },
+        { stored: state.stored, failed: state.failed, bytes: state.bytes, ms: Date.now() - state.startedAt, released: !!state.released },
         'association closed',
       );
+      const { id, peer, callingAet, calledAet, stored, failed, bytes } = state;
+      reportAssociationClosed({ id, peer, callingAet, calledAet, stored, failed, bytes, ms: Date.now() - state.startedAt, released: !!state.released }, state.tally, this.deps);
     }
+    // After the 'received' entries: completion may declare the study complete at once.
+    if (state.released && state.studies.size > 0) this.deps.onAssociationReleased?.([...state.studies]);
   }
 
   /** Builds the Scp subclass bound to this server's dependencies. */
@@ -242,6 +285,7 @@ export class DicomServer {
         const reject = (result: number, source: number, reason: number, why: string, label: string) => {
           s.log.warn({ reason: why }, 'association rejected');
           metrics.inc('rtpipeline_associations_rejected_total', 1, { reason: label });
+          server.deps.audit?.record({ type: 'association.rejected', outcome: 'failure', peer: s.peer, callingAet: s.callingAet, calledAet: s.calledAet, reason: why, tls: s.tls });
           this.sendAssociationReject(result, source, reason);
         };
         if (!server.accepting) {
@@ -251,12 +295,16 @@ export class DicomServer {
         if (active >= config.max_associations) {
           return reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, `${active} associations already open (node.max_associations)`, 'limit');
         }
+        const perPeer = peerLimitRejection([...server.states].filter((x) => x.accepted && x.address === s.address).length, config.max_associations_per_peer, s.address);
+        if (perPeer) return reject(perPeer.result, perPeer.source, perPeer.reason, perPeer.why, perPeer.label);
         if (config.check_called_aet && s.calledAet !== config.aet) {
           return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeNotRecognized, `called AE "${s.calledAet}" is not this node's AE title "${config.aet}"`, 'called_aet');
         }
         if (config.allowed_callers.length > 0 && !config.allowed_callers.includes(s.callingAet)) {
           return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized, `calling AE "${s.callingAet}" is not in node.allowed_callers`, 'calling_aet');
         }
+        const certAet = clientAetRejection(config.tls?.client_aets ?? {}, s.tls, s.callingAet);
+        if (certAet) return reject(certAet.result, certAet.source, certAet.reason, certAet.why, certAet.label);
         let accepted = 0;
         for (const pc of association.getPresentationContexts()) {
           const context = association.getPresentationContext(pc.id);
@@ -286,7 +334,8 @@ export class DicomServer {
         }
         s.accepted = true;
         metrics.inc('rtpipeline_associations_total');
-        s.log.info({ contexts: accepted }, 'association accepted');
+        s.log.info({ contexts: accepted, tls: s.tls }, 'association accepted');
+        server.deps.audit?.record({ type: 'association.accepted', outcome: 'success', association: s.id, peer: s.peer, callingAet: s.callingAet, calledAet: s.calledAet, tls: s.tls, contexts: accepted });
         this.sendAssociationAccept();
       }
 
@@ -364,6 +413,7 @@ export class DicomServer {
         };
         if (!incoming) {
           s.failed++;
+          server.refused(s, StoreStatus.CannotUnderstand, 'no dataset received', request.getAffectedSopInstanceUid());
           return respond(StoreStatus.CannotUnderstand, 'no dataset received');
         }
         void incoming
@@ -377,12 +427,10 @@ export class DicomServer {
               metrics.inc('rtpipeline_instances_received_total');
               metrics.inc('rtpipeline_bytes_received_total', o.size);
               server.deps.onStored?.(o.header.studyInstanceUid);
-              s.perStudy ??= new Map();
-              const n = s.perStudy.get(o.header.studyInstanceUid) ?? { count: 0, bytes: 0 };
-              s.perStudy.set(o.header.studyInstanceUid, { count: n.count + 1, bytes: n.bytes + o.size });
             } else {
               metrics.inc('rtpipeline_instances_duplicate_total');
             }
+            s.tally.add(o.header.studyInstanceUid, o.header.patientId, o.kind, o.size);
             if (!s.studies.has(o.header.studyInstanceUid)) {
               s.studies.add(o.header.studyInstanceUid);
               activity.add(o.header.studyInstanceUid);
@@ -393,10 +441,16 @@ export class DicomServer {
           s.failed++;
           metrics.inc('rtpipeline_instances_failed_total', 1, { status: `0x${o.status.toString(16).toUpperCase()}` });
           s.log.warn({ sopInstanceUid: incoming.meta.sopInstanceUid, sopClass: STORAGE_SOP_CLASSES[incoming.meta.sopClassUid] ?? incoming.meta.sopClassUid, status: `0x${o.status.toString(16)}`, reason: o.reason, quarantinedAs: o.quarantinedAs }, 'C-STORE failed');
+          server.refused(s, o.status, o.reason, incoming.meta.sopInstanceUid);
           respond(o.status, o.reason);
         });
       }
     };
+  }
+
+  /** A C-STORE answered with a failure status: audited with the reason the peer was given. */
+  private refused(s: AssociationState, status: number, reason: string, sopInstanceUid: string): void {
+    this.deps.audit?.record({ type: 'instance.refused', outcome: 'failure', status: `0x${status.toString(16).toUpperCase().padStart(4, '0')}`, reason, sopInstanceUid, association: s.id, peer: s.peer, callingAet: s.callingAet, calledAet: s.calledAet });
   }
 
   /**
@@ -406,6 +460,7 @@ export class DicomServer {
   async close(graceMs = 8000): Promise<void> {
     this.accepting = false;
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    const tlsClosed = new Promise<void>((r) => (this.tlsServer ? this.tlsServer.close(() => r()) : r()));
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && [...this.states].some((s) => s.inFlight.size > 0 || s.current)) {
       await new Promise((r) => setTimeout(r, 50));
@@ -414,7 +469,9 @@ export class DicomServer {
     const releaseBy = Math.min(deadline, Date.now() + 1000);
     while (Date.now() < releaseBy && this.states.size > 0) await new Promise((r) => setTimeout(r, 50));
     for (const s of this.states) s.socket.destroy();
-    await Promise.race([closed, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+    await Promise.race([Promise.all([closed, tlsClosed]), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+    // The reports of the last associations (audit, timeline) are written before the index closes.
+    await Promise.race([Promise.allSettled([...this.closing]), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
   }
 }
 

@@ -28,6 +28,7 @@ import { uiPage, uiAsset } from '../http/ui/assets.js';
 import { RoutingTable } from '../routing/routing-table.js';
 import { routingRoutes } from '../routing/routing-api.js';
 import { storageCommitmentDeps } from '../completion/commitment-record.js';
+import { tlsServerOptions } from '../dicom/tls.js';
 
 export const STUDY_JOB = 'study';
 
@@ -67,12 +68,15 @@ export class RtNode {
 
   async start(): Promise<void> {
     const node = this.config.node;
+    // Bad TLS key/cert/CA: a ConfigError (exit 2) before anything starts, not after the index opened.
+    if (node.tls) tlsServerOptions(node.tls);
     await fsp.mkdir(this.dataDir, { recursive: true });
     const dbFile = path.join(this.dataDir, 'index.sqlite');
     const fresh = !existsSync(dbFile);
     this.index = new IndexDb(dbFile);
     this.store = new InstanceStore(this.dataDir, this.index, { minFreeBytes: node.min_free_disk_mb * 1048576, maxInstanceBytes: node.max_instance_mb * 1048576 }, this.log);
     await this.store.init();
+    this.store.limitStudySize(node.max_study_mb * 1048576);
     // The files are the truth: rebuild a lost index, and reconcile after an unclean stop.
     const clean = this.index.getMeta('clean_shutdown') === '1';
     if (fresh && existsSync(this.store.layout.store)) await reindex(this.store.layout, this.index, this.log, 'rebuild');
@@ -155,7 +159,7 @@ export class RtNode {
       await w.start();
     }
     this.started = true;
-    this.log.info({ aet: node.aet, dicomPort: this.dicom.port, httpPort: this.httpPort, dataDir: this.dataDir, destinations: node.destinations.length }, 'rtpipeline node ready');
+    this.log.info({ aet: node.aet, dicomPort: this.dicom.port, dicomTlsPort: this.dicom.tlsPort, httpPort: this.httpPort, dataDir: this.dataDir, destinations: node.destinations.length }, 'rtpipeline node ready');
   }
 
   get httpPort(): number {
@@ -185,6 +189,8 @@ export class RtNode {
         reason: this.stopping ? 'shutting down' : diskOk ? undefined : `disk nearly full (${freeMb} MB free)`,
         aet: this.config.node.aet,
         dicomPort: this.dicom.port,
+        dicomTlsPort: this.dicom.tlsPort,
+        dicomPlain: this.dicom.plainListening,
         uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
         freeDiskMb: freeMb,
         activeAssociations: this.dicom.activeAssociations,

@@ -310,6 +310,11 @@ export class IndexDb {
     return this.db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE study_uid = ? ORDER BY series_uid, instance_number').all(studyUid);
   }
 
+  /** Bytes stored for a study (node.max_study_mb seeds its running count with this). */
+  studyBytes(studyUid: string): number {
+    return (this.db.prepare<[string], { n: number }>('SELECT COALESCE(SUM(size), 0) AS n FROM instances WHERE study_uid = ?').get(studyUid) as { n: number }).n;
+  }
+
   countInstances(): number {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM instances').get() as { n: number }).n;
   }

@@ -9,6 +9,7 @@ import type { IndexDb } from './index-db.js';
 import { fsyncDirSync, mkdirDurable, sameContent, writeFileAtomic } from './durable-fs.js';
 import { readPart10Meta } from '../dicom/header.js';
 import type { Logger } from '../log.js';
+import { StudyBudget } from './study-budget.js';
 
 /** C-STORE failure statuses (PS3.4 Table B.2-1). */
 export const StoreStatus = {
@@ -64,6 +65,8 @@ export class InstanceStore {
   readonly layout: StoreLayout;
   private readonly knownDirs = new Set<string>();
   private freeBytesCache: { at: number; free: number } | undefined;
+  /** Running per-study byte counts for node.max_study_mb (undefined: no limit). */
+  private studyBudget: StudyBudget | undefined;
   /** Files renamed into store/ that the index failed to record: the next start must reconcile. */
   indexErrors = 0;
 
@@ -111,6 +114,16 @@ export class InstanceStore {
     return new IncomingInstance(this, meta);
   }
 
+  /** `node.max_study_mb` (bytes; 0 = unlimited): larger studies get Out of Resources. */
+  limitStudySize(maxBytes: number): void {
+    this.studyBudget = maxBytes > 0 ? new StudyBudget(maxBytes, (uid) => this.index.studyBytes(uid)) : undefined;
+  }
+
+  /** A study was purged or deleted: its size is read from the index again at its next instance. */
+  forgetStudySize(studyUid: string): void {
+    this.studyBudget?.forget(studyUid);
+  }
+
   get maxInstanceBytes(): number {
     return this.opts.maxInstanceBytes;
   }
@@ -150,6 +163,13 @@ export class InstanceStore {
       await fsp.rm(tmpPath, { force: true });
       return { ok: true, kind: 'duplicate', header, path: finalPath, size };
     }
+    // node.max_study_mb: checked once the study is known and before anything is filed.
+    const overBudget = this.studyBudget?.admit(header.studyInstanceUid, size - (existing?.study_uid === header.studyInstanceUid ? existing.size : 0));
+    if (overBudget) {
+      await fsp.rm(tmpPath, { force: true });
+      return { ok: false, status: StoreStatus.OutOfResources, reason: overBudget.refused };
+    }
+    if (existing && existing.study_uid !== header.studyInstanceUid) this.studyBudget?.subtract(existing.study_uid, existing.size);
     const dir = path.dirname(finalPath);
     await mkdirDurable(dir, this.knownDirs);
     // rename and the directory fsync are metadata operations of tens of microseconds: done
