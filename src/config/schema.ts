@@ -87,7 +87,7 @@ export const nodeSchema = z
       })
       .nullable()
       .default(null).describe('DICOM TLS listener (beside the plain one unless plain: false): key and cert files, optional CA, client certificates mapped to AE titles; null = no TLS listener'),
-    max_associations_per_peer: positiveInt.default(4).describe('Concurrent associations from one remote IP address; more get A-ASSOCIATE-RJ "local limit exceeded"'),
+    max_associations_per_peer: positiveInt.default(8).describe('Concurrent associations from one remote IP address; more get A-ASSOCIATE-RJ "local limit exceeded"'),
     max_study_mb: z.number().nonnegative().default(0).describe('Largest study stored, in MB (sum of its instances); a C-STORE over it is answered Out of Resources (0xA700). 0 = unlimited'),
     max_associations: positiveInt.default(16).describe('Concurrent associations; more get A-ASSOCIATE-RJ "local limit exceeded"'),
     max_pdu_length: z.number().int().min(4096).max(4194304).default(262144).describe('Largest P-DATA PDU accepted, in bytes (announced to peers)'),
