@@ -25,6 +25,7 @@ import { WatchFolder } from './watch-folder.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { Timeline } from '../store/timeline.js';
 import { uiPage, uiAsset } from '../http/ui/assets.js';
+import { circuitMetric, deadLetters, outboundList, retryDeadLetter } from '../http/outbound-routes.js';
 
 export const STUDY_JOB = 'study';
 
@@ -81,6 +82,7 @@ export class RtNode {
       { callingAet: node.aet, retryInitialSeconds: node.retry_initial_seconds, retryMaxSeconds: node.retry_max_seconds, retryMaxAgeHours: node.retry_max_age_hours, destinations: node.destinations },
       this.log.child({ component: 'outbound' }),
       this.metrics,
+      { timeline: this.timeline, audit: this.audit, circuitBreaker: node.circuit_breaker },
     );
     const outputDir = path.join(this.dataDir, 'output');
     const children = new ChildRegistry(path.join(this.dataDir, 'running-tools.json'));
@@ -244,7 +246,10 @@ export class RtNode {
           this.events!.subscribe(req, res);
           return HANDLED;
         } },
-      { method: 'GET', path: '/api/outbound', handler: () => ({ status: 200, body: this.index.listOutbound().map((o) => ({ ...o, files: JSON.parse(o.files).length })) }) },
+      { method: 'GET', path: '/api/outbound', handler: (req) => outboundList(this.index, this.outbound, req) },
+      { method: 'GET', path: '/api/outbound/destinations', handler: () => ({ status: 200, body: this.outbound.circuits() }) },
+      { method: 'GET', path: '/api/dead-letters', handler: () => ({ status: 200, body: deadLetters(this.index, this.outbound) }) },
+      { method: 'POST', path: '/api/outbound/:id/retry', handler: (req, p) => retryDeadLetter(this.outbound, this.audit, req, p.id) },
     ];
   }
 
@@ -257,7 +262,8 @@ export class RtNode {
       { name: 'rtpipeline_instances_stored', help: 'Instances in the index', values: [{ value: this.index.countInstances() }] },
       { name: 'rtpipeline_studies', help: 'Studies by state', values: ['receiving', 'complete'].map((s) => ({ labels: { state: s }, value: studies[s] ?? 0 })) },
       { name: 'rtpipeline_jobs', help: 'Jobs by state', values: ['queued', 'running', 'done', 'failed', 'cancelled'].map((s) => ({ labels: { state: s }, value: jobs[s] ?? 0 })) },
-      { name: 'rtpipeline_outbound_queue', help: 'Outbound items by state', values: ['pending', 'sending', 'done', 'failed'].map((s) => ({ labels: { state: s }, value: outbound[s] ?? 0 })) },
+      { name: 'rtpipeline_outbound_queue', help: 'Outbound items by state', values: ['pending', 'sending', 'done', 'failed', 'held'].map((s) => ({ labels: { state: s }, value: outbound[s] ?? 0 })) },
+      circuitMetric(this.outbound),
       { name: 'rtpipeline_disk_free_bytes', help: 'Free bytes on the data volume', values: [{ value: this.store.freeBytes() }] },
     ]);
   }

@@ -92,7 +92,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     const label = `${study.patient_id}/${courseId}`;
     const queued: number[] = [];
     if (deps.forward) {
-      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, instances.map((i) => i.path), `job:${job.id}`));
+      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, instances.map((i) => i.path), `job:${job.id}`, { studyUid: job.study_uid }));
     }
     const ctSeries = series
       .filter((s) => s.modality === 'CT')
@@ -188,7 +188,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
       : await runCourse({ ...course, stages }).then(({ outcomes, results }) => ({ outcomes, segmentation: results.segmentation as SegmentationResult }));
     if ('rsAuto' in segmentation) {
       // Idempotent per job: a resumed job finds its items and queues nothing twice.
-      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`));
+      for (const d of deps.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`, { studyUid: job.study_uid }));
     }
     return { courseDir: dir, courseId, stages: outcomes.map((o) => ({ stage: o.stage, status: o.status, ms: o.ms })), series: series.length, instances: instances.length, segmentation, outbound: queued };
   };
