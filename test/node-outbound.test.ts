@@ -83,7 +83,7 @@ describe('outbound delivery', () => {
   it('opens the circuit after N association failures, makes no attempt while open, and delivers once on the half-open trial', async () => {
     const port = await freePort();
     const dest = `DOWN@127.0.0.1:${port}`;
-    const n = await node('  retry_initial_seconds: 0.2\n  retry_max_seconds: 0.4\n  circuit_breaker:\n    failures: 3\n    open_seconds: 4\n', [dest]);
+    const n = await node('  retry_initial_seconds: 0.2\n  retry_max_seconds: 0.4\n  circuit_breaker:\n    failures: 3\n    open_seconds: 3\n', [dest]);
     const ct = await writeCtSeries(path.join(tempDir(), 'ct'), { patientId: 'OB-CB', patientName: 'CIRCUIT^B', studyDate: '20240101', phantom: SMALL });
     await sendStudy(n, path.dirname(ct.files[0]));
     const open = await n.waitFor(async () => ((await n.api('/api/outbound/destinations')).body as any[]).find((c) => c.destination === dest && c.state === 'open'), 20_000, 'circuit open');
@@ -92,7 +92,7 @@ describe('outbound delivery', () => {
     expect((await n.api('/metrics')).body).toContain(`rtpipeline_destination_circuit_state{destination="${dest}"} 1`);
     const attempts = () => n.events().filter((e) => e.msg === 'outbound attempt').length;
     expect(attempts()).toBe(3);
-    await sleep(2000); // well inside open_seconds, while the item's own backoff (<= 0.4 s) is long due
+    await sleep(1500); // well inside open_seconds, while the item's own backoff (<= 0.4 s) is long due
     expect(attempts()).toBe(3);
     expect((await outbound(n))[0].attempts).toBe(3);
 

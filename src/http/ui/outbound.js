@@ -6,16 +6,19 @@ import { api } from './api.js';
 
 const SHOWN = 'pending,sending,failed,held';
 const REFRESH_MS = 5000;
+/** Faster while something is on its way, so a retried delivery is seen to finish. */
+const ACTIVE_REFRESH_MS = 1000;
 
 export class DeliveriesPanel {
   /** @param {{ list: HTMLElement, empty: HTMLElement, message: (text: string, kind?: string) => void }} el */
   constructor(el) {
     this.el = el;
     this.timer = null;
+    this.active = false;
   }
 
   start() {
-    const tick = () => this.refresh().catch(() => {}).finally(() => (this.timer = setTimeout(tick, REFRESH_MS)));
+    const tick = () => this.refresh().catch(() => {}).finally(() => (this.timer = setTimeout(tick, this.active ? ACTIVE_REFRESH_MS : REFRESH_MS)));
     tick();
   }
 
@@ -25,6 +28,7 @@ export class DeliveriesPanel {
   }
 
   render(items) {
+    this.active = items.some((i) => i.state === 'pending' || i.state === 'sending');
     this.el.empty.hidden = items.length > 0;
     replace(this.el.list, items.map((item) => this.row(item)));
   }
