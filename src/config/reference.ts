@@ -28,6 +28,7 @@ interface Def {
   element?: Schema;
   entries?: Record<string, string | number>;
   values?: unknown[];
+  options?: Schema[];
 }
 interface Schema {
   def: Def;
@@ -102,6 +103,8 @@ function typeName(core: Schema): string {
     case 'unknown':
     case 'any':
       return 'any';
+    case 'union':
+      return (d.options ?? []).map((o) => typeName(peel(o).core)).join(' or ');
     default:
       return d.type;
   }

@@ -21,7 +21,21 @@ export const destinationSchema = z
     aet: aeTitle.describe('AE title of the destination (the PACS or TPS)'),
     host: z.string().min(1).describe('Host name or IP address of the destination'),
     port: port.describe('TCP port of the destination'),
-    tls: z.boolean().default(false).describe('DICOM TLS to this destination (system CAs plus NODE_EXTRA_CA_CERTS)'),
+    tls: z
+      .union([
+        z.boolean(),
+        z
+          .object({
+            ca: z.string().optional().describe('PEM CA bundle the destination\'s certificate must chain to (instead of the system CAs)'),
+            cert: z.string().optional().describe('PEM client certificate, for a destination that requires mutual TLS'),
+            key: z.string().optional().describe('PEM private key of the client certificate'),
+            servername: z.string().optional().describe('Name the destination\'s certificate must carry, when it differs from host (e.g. host is an IP)'),
+          })
+          .strict()
+          .refine((t) => !t.cert === !t.key, 'a client certificate needs both cert and key'),
+      ])
+      .default(false)
+      .describe('DICOM TLS (1.2+) to this destination: true (system CAs plus NODE_EXTRA_CA_CERTS), or {ca, cert, key, servername} with PEM files'),
     /** Our AE title on associations to this destination (defaults to node.aet). */
     calling_aet: aeTitle.optional().describe('Our AE title on associations to this destination (default: node.aet)'),
   })
@@ -104,6 +118,16 @@ export const nodeSchema = z
     retry_initial_seconds: z.number().positive().default(5).describe('Outbound queue: first retry delay (doubles, with jitter)'),
     retry_max_seconds: z.number().positive().default(600).describe('Outbound queue: longest retry delay'),
     retry_max_age_hours: z.number().positive().default(168).describe('Outbound queue: after this an item is a dead letter (visible in /api/outbound)'),
+    /** Per destination: after `failures` consecutive association failures no attempt is made for
+     *  `open_seconds`, then one trial decides (success closes it, failure opens it again). */
+    circuit_breaker: z
+      .object({
+        failures: positiveInt.default(5).describe('Consecutive association failures that open a destination\'s circuit (no attempts while open)'),
+        open_seconds: z.number().positive().default(60).describe('How long an open circuit stays open before one trial association (half-open)'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Outbound circuit breaker, per destination'),
     /** Concurrent pipeline jobs run by the daemon. */
     max_concurrent_jobs: positiveInt.default(1).describe('Concurrent study jobs run by the node'),
     /** On SIGTERM/SIGINT: how long running stages get to stop before their workers and tools are killed. */

@@ -126,6 +126,13 @@ export async function openCtSeries(files: string[]): Promise<CtSeriesReading> {
   return { series, slicesReady: (k) => progress.reached(k), done };
 }
 
+/** The geometry of each CT slice file from its first bytes, without its pixels (checks that need
+ *  positions, not voxels: the RTSTRUCT validation before a result leaves). */
+export function readCtSliceHeaders(files: readonly string[]): CtSliceHeader[] {
+  const reader = new SliceReader();
+  return files.map((file) => reader.header(file).header);
+}
+
 /** How many slices are in, and who waits for more. */
 class SliceProgress {
   private filled = 0;

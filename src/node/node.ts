@@ -29,6 +29,7 @@ import { RoutingTable } from '../routing/routing-table.js';
 import { routingRoutes } from '../routing/routing-api.js';
 import { storageCommitmentDeps } from '../completion/commitment-record.js';
 import { tlsServerOptions } from '../dicom/tls.js';
+import { circuitMetric, deadLetters, outboundList, retryDeadLetter } from '../http/outbound-routes.js';
 
 export const STUDY_JOB = 'study';
 
@@ -91,6 +92,7 @@ export class RtNode {
       { callingAet: node.aet, retryInitialSeconds: node.retry_initial_seconds, retryMaxSeconds: node.retry_max_seconds, retryMaxAgeHours: node.retry_max_age_hours, destinations: node.destinations },
       this.log.child({ component: 'outbound' }),
       this.metrics,
+      { timeline: this.timeline, audit: this.audit, circuitBreaker: node.circuit_breaker },
     );
     const outputDir = path.join(this.dataDir, 'output');
     const children = new ChildRegistry(path.join(this.dataDir, 'running-tools.json'));
@@ -275,7 +277,10 @@ export class RtNode {
           const study = this.index.getStudy(p.uid);
           return study ? { status: 200, body: { study, events: this.timeline.list(p.uid) } } : { status: 404, body: { error: `no study ${p.uid}` } };
         } },
-      { method: 'GET', path: '/api/outbound', handler: () => ({ status: 200, body: this.index.listOutbound().map((o) => ({ ...o, files: JSON.parse(o.files).length })) }) },
+      { method: 'GET', path: '/api/outbound', handler: (req) => outboundList(this.index, this.outbound, req) },
+      { method: 'GET', path: '/api/outbound/destinations', handler: () => ({ status: 200, body: this.outbound.circuits() }) },
+      { method: 'GET', path: '/api/dead-letters', handler: () => ({ status: 200, body: deadLetters(this.index, this.outbound) }) },
+      { method: 'POST', path: '/api/outbound/:id/retry', handler: (req, p) => retryDeadLetter(this.outbound, this.audit, req, p.id) },
     ];
   }
 
@@ -288,7 +293,8 @@ export class RtNode {
       { name: 'rtpipeline_instances_stored', help: 'Instances in the index', values: [{ value: this.index.countInstances() }] },
       { name: 'rtpipeline_studies', help: 'Studies by state', values: ['receiving', 'complete'].map((s) => ({ labels: { state: s }, value: studies[s] ?? 0 })) },
       { name: 'rtpipeline_jobs', help: 'Jobs by state', values: ['queued', 'running', 'done', 'failed', 'cancelled'].map((s) => ({ labels: { state: s }, value: jobs[s] ?? 0 })) },
-      { name: 'rtpipeline_outbound_queue', help: 'Outbound items by state', values: ['pending', 'sending', 'done', 'failed'].map((s) => ({ labels: { state: s }, value: outbound[s] ?? 0 })) },
+      { name: 'rtpipeline_outbound_queue', help: 'Outbound items by state', values: ['pending', 'sending', 'done', 'failed', 'held'].map((s) => ({ labels: { state: s }, value: outbound[s] ?? 0 })) },
+      circuitMetric(this.outbound),
       { name: 'rtpipeline_disk_free_bytes', help: 'Free bytes on the data volume', values: [{ value: this.store.freeBytes() }] },
     ]);
   }

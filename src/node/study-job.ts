@@ -122,7 +122,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
     const label = `${study.patient_id}/${courseId}`;
     const queued: number[] = [];
     if (deps.forward && !routing.plan.held) {
-      for (const d of routing.plan.destinations) queued.push(deps.outbound.enqueue(d, instances.map((i) => i.path), `job:${job.id}`));
+      for (const d of routing.plan.destinations) queued.push(deps.outbound.enqueue(d, instances.map((i) => i.path), `job:${job.id}`, { studyUid: job.study_uid }));
     }
     const branding = brandingFromConfig(routing.plan.branding);
     const ctSeries = series
@@ -228,7 +228,7 @@ export function studyJob(deps: StudyJobDeps): StageFn {
       deps.audit?.record({ type: 'result.held', outcome: 'success', studyUid: study.study_uid, jobId: job.id, route: routed.route, reason: routing.plan.held, sopInstanceUid: segmentation.sopInstanceUid });
     } else if ('rsAuto' in segmentation) {
       // Idempotent per job: a resumed job finds its items and queues nothing twice.
-      for (const d of routing.plan.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`));
+      for (const d of routing.plan.destinations) queued.push(deps.outbound.enqueue(d, [segmentation.rsAuto], `job:${job.id}:rs_auto`, { studyUid: job.study_uid }));
     }
     return { courseDir: dir, courseId, stages: outcomes.map((o) => ({ stage: o.stage, status: o.status, ms: o.ms })), series: series.length, instances: instances.length, segmentation, outbound: queued, routing: routed };
   };

@@ -522,6 +522,7 @@ function assemble(ds: Item, v: ValueDecoder): RtStruct {
     referencedSeriesInstanceUid: v.string(series, T.SeriesInstanceUID),
     referencedSopInstanceUids: v.items(series, T.ContourImageSequence).map((i) => v.string(i, T.ReferencedSOPInstanceUID)),
     rois: assembleRois(ds, v),
+    roiContourReferences: v.items(ds, T.ROIContourSequence).map((i) => v.number(i, T.ReferencedROINumber)),
   };
 }
 

@@ -121,6 +121,9 @@ export interface RtStruct {
   /** Contour Image Sequence of that series: the CT slices the structure set was drawn on. */
   referencedSopInstanceUids: string[];
   rois: RtStructRoi[];
+  /** Referenced ROI Number of every ROI Contour item, in file order (the validator checks each
+   *  names a Structure Set ROI; `rois` keeps only the contours that do). */
+  roiContourReferences?: number[];
 }
 
 // dcmjs ships no type declarations; this is the slice of its API the reader uses. It is loaded on
@@ -466,6 +469,7 @@ export function readRtStructWithDcmjs(buf: Buffer): RtStruct {
     referencedSeriesInstanceUid: str(series.SeriesInstanceUID),
     referencedSopInstanceUids: items(series.ContourImageSequence).map((i) => str(i.ReferencedSOPInstanceUID)),
     rois: readRois(ds),
+    roiContourReferences: items(ds.ROIContourSequence).map((i) => Number(i.ReferencedROINumber)),
   };
 }
 

@@ -13,7 +13,8 @@ import { CompletionFacts } from '../completion/completion-facts.js';
 
 export type StudyState = 'receiving' | 'complete';
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
-export type OutboundState = 'pending' | 'sending' | 'done' | 'failed';
+/** 'failed' = a dead letter; 'held' = kept back before sending (an RTSTRUCT failed validation). */
+export type OutboundState = 'pending' | 'sending' | 'done' | 'failed' | 'held';
 
 export interface InstanceRow {
   sop_uid: string;
@@ -82,6 +83,10 @@ export interface OutboundRow {
   delivered: number;
   /** JSON array of "file: status" the destination refused (final, never retried). */
   refused: string | null;
+  /** The study the item's files belong to (null for items queued before 0.4 or by hand). */
+  study_uid: string | null;
+  /** JSON of the destination's settings when queued (TLS, calling AE): a route's endpoint is not in node.destinations. */
+  destination_settings?: string | null;
 }
 
 const SCHEMA_VERSION = 1;
@@ -163,6 +168,13 @@ export class IndexDb {
       this.db.exec('ALTER TABLE studies ADD COLUMN called_aet TEXT');
     }
     this.completion = new CompletionFacts(this.db);
+    // Added in 0.4 (per-study timeline and audit of deliveries).
+    if (!(this.db.prepare('PRAGMA table_info(outbound)').all() as { name: string }[]).some((c) => c.name === 'study_uid')) {
+      this.db.exec('ALTER TABLE outbound ADD COLUMN study_uid TEXT');
+    }
+    if (!(this.db.prepare('PRAGMA table_info(outbound)').all() as { name: string }[]).some((c) => c.name === 'destination_settings')) {
+      this.db.exec('ALTER TABLE outbound ADD COLUMN destination_settings TEXT');
+    }
     const db = this.db;
     this.stmts = {
       getInstance: db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE sop_uid = ?'),
@@ -385,13 +397,13 @@ export class IndexDb {
   // --- outbound queue -------------------------------------------------------------------------
 
   /** Idempotent per (destination, source): a job re-run after a crash does not queue a second copy. */
-  enqueueOutbound(destination: string, files: string[], source: string, now: number): number {
+  enqueueOutbound(destination: string, files: string[], source: string, now: number, studyUid?: string, settings?: unknown): number {
     const existing = this.db.prepare<[string, string], { id: number }>('SELECT id FROM outbound WHERE destination = ? AND source = ?').get(destination, source);
     if (existing && !source.startsWith('manual')) return existing.id;
     return Number(
       this.db
-        .prepare(`INSERT INTO outbound (destination, files, state, next_attempt_at, created_at, updated_at, source) VALUES (?, ?, 'pending', ?, ?, ?, ?)`)
-        .run(destination, JSON.stringify(files), now, now, now, source).lastInsertRowid,
+        .prepare(`INSERT INTO outbound (destination, files, state, next_attempt_at, created_at, updated_at, source, study_uid, destination_settings) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)`)
+        .run(destination, JSON.stringify(files), now, now, now, source, studyUid ?? null, settings === undefined ? null : JSON.stringify(settings)).lastInsertRowid,
     );
   }
 
@@ -412,7 +424,7 @@ export class IndexDb {
 
   finishOutbound(
     id: number,
-    state: 'done' | 'failed' | 'pending',
+    state: 'done' | 'failed' | 'pending' | 'held',
     now: number,
     opts: { error?: string | null; nextAttemptAt?: number; delivered?: number; refused?: string[]; files?: string[] },
   ): void {
@@ -431,6 +443,23 @@ export class IndexDb {
 
   listOutbound(limit = 500): OutboundRow[] {
     return this.db.prepare<[number], OutboundRow>('SELECT * FROM outbound ORDER BY id DESC LIMIT ?').all(limit);
+  }
+
+  /** Items in the given states, newest first (the dead letters: failed and held). */
+  listOutboundIn(states: readonly OutboundState[], limit = 500): OutboundRow[] {
+    return this.db
+      .prepare<unknown[], OutboundRow>(`SELECT * FROM outbound WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY id DESC LIMIT ?`)
+      .all(...states, limit);
+  }
+
+  /** A dead letter (failed or held) queued again with its attempts reset; its files are what was
+   *  not delivered. */
+  retryOutbound(id: number, now: number): 'requeued' | 'missing' | 'not_failed' {
+    const changed = this.db
+      .prepare(`UPDATE outbound SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?, last_error = NULL, refused = NULL, created_at = ? WHERE id = ? AND state IN ('failed', 'held')`)
+      .run(now, now, now, id).changes;
+    if (changed > 0) return 'requeued';
+    return this.getOutbound(id) ? 'not_failed' : 'missing';
   }
 
   nextOutboundDue(): number | undefined {

@@ -5,6 +5,7 @@ import { itemsFromInput, itemsFromDrop, checkLimits, upload, formatBytes } from 
 import { renderSummary } from './summary.js';
 import { JobBoard } from './jobs.js';
 import { liveJobs } from './live.js';
+import { DeliveriesPanel } from './outbound.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -80,10 +81,13 @@ const live = liveJobs({
   },
 });
 resync();
+const deliveries = new DeliveriesPanel({ list: $('delivery-list'), empty: $('deliveries-empty'), message });
+deliveries.start();
 
 function afterNewKey() {
   live.restart();
   resync();
+  deliveries.refresh().catch(() => {});
 }
 
 // --- upload --------------------------------------------------------------------------------
