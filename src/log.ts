@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import pino, { type Logger, type DestinationStream } from 'pino';
-import { patientIdsIn, scrubIdsInText, scrubPhi, type IdMasker, type PhiMode } from './audit/phi-mask.js';
+import { isPhiKey, patientIdsIn, scrubIdsInText, scrubPhi, type IdMasker, type PhiMode } from './audit/phi-mask.js';
 
 export type { Logger };
 
@@ -58,7 +58,7 @@ function phiOptions(o: LogPhiOptions): pino.LoggerOptions {
             // Paths and labels carry ids too (output/<PatientID>/<CourseID>): top-level strings are scrubbed.
             let copy: Record<string, unknown> | undefined;
             for (const [k, v] of Object.entries(first)) {
-              if (typeof v !== 'string' || recent.size === 0) continue;
+              if (typeof v !== 'string' || recent.size === 0 || isPhiKey(k)) continue;
               const r = replace(v);
               if (r !== v) (copy ??= { ...(first as Record<string, unknown>) })[k] = r;
             }

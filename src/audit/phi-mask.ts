@@ -53,6 +53,11 @@ const NAME_KEY = /^(patient_?name|PatientName)$/i;
 
 export type PhiMode = 'full' | 'masked' | 'none';
 
+/** A key that names a patient id or name (handled by key, not by searching its text). */
+export function isPhiKey(key: string): boolean {
+  return ID_KEY.test(key) || NAME_KEY.test(key);
+}
+
 /**
  * `obj` with patient ids masked ('masked'), removed ('none') or kept ('full'), and patient names
  * always removed, at any depth up to 5 (log objects are shallow). Returns `obj` itself when nothing
