@@ -96,7 +96,8 @@ export function createHttpServer(routes: Route[], opts: { apiKey: string | undef
       return send({ status: 400, body: { error: `cannot parse the request path "${String(req.url).slice(0, 200)}"` } });
     }
     // URL parsing would quietly resolve dot segments to another route: a client sending them is wrong or probing.
-    if ((req.url ?? '').split('?')[0].split('/').some((seg) => seg === '..' || seg === '.')) {
+    // "%2e%2e" is a dot segment too for the URL parser (WHATWG): it is refused the same way.
+    if ((req.url ?? '').split('?')[0].split('/').some((seg) => /^(\.|%2e){1,2}$/i.test(seg))) {
       return send({ status: 400, body: { error: 'dot segments ("." or "..") are not allowed in request paths' } });
     }
     try {
