@@ -5,6 +5,7 @@ import path from 'node:path';
 import { loadConfig, ConfigError } from './config/load.js';
 import { parseDestination, formatDestination } from './config/destination.js';
 import { createLogger } from './log.js';
+import { logPhiOptions } from './audit/node-audit.js';
 import { RtNode } from './node/node.js';
 import { sendFiles, isStoredStatus } from './dicom/scu.js';
 import { checkPipelineSettings } from './pipeline/preflight.js';
@@ -71,8 +72,9 @@ async function serve(args: string[]): Promise<number> {
   const flags = values as Record<string, string | string[] | undefined>;
   const { config, file } = loadConfig({ file: values.config as string | undefined, flags });
   await checkPipelineSettings(config);
-  const log = createLogger();
-  const node = new RtNode(config, log);
+  // log_phi: a masked id uses the node's salt (<data_dir>/audit/salt), as the audit trail does.
+  const log = createLogger({ phi: logPhiOptions(config, path.join(path.resolve(config.node.data_dir), 'audit')) });
+  const node = new RtNode(config, log, { configFile: file });
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -173,7 +175,7 @@ async function runCommand(args: string[]): Promise<number> {
   await checkPipelineSettings(config);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const logFile = path.join(path.resolve(config.logs_dir), `rtpipeline_${stamp}.log`);
-  const log = createLogger({ level: values.verbose ? 'debug' : undefined, file: logFile });
+  const log = createLogger({ level: values.verbose ? 'debug' : undefined, file: logFile, phi: logPhiOptions(config, path.resolve(config.logs_dir)) });
   log.info({ dicomRoot: config.dicom_root, outdir: config.output_dir, logFile }, 'rtpipeline batch run');
   const abort = new AbortController();
   const onSignal = (signal: string) => {

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { scrubPhi, type IdMasker } from './phi-mask.js';
+import type { SyslogForwarder } from './syslog.js';
 
 /**
  * The audit trail: security-relevant events, one JSON object per line, appended to a file that
@@ -44,10 +46,20 @@ export interface AuditSink {
 /** An audit sink that drops everything (tests of parts that do not audit, the batch command). */
 export const NO_AUDIT: AuditSink = { record: () => undefined };
 
+export interface AuditLogOptions {
+  /** Also forward each event to a syslog collector (node.audit.syslog). */
+  syslog?: SyslogForwarder;
+  /** node.audit.mask_patient_ids: patient ids become this salted hash in the trail. */
+  mask?: IdMasker;
+}
+
 export class AuditLog implements AuditSink {
   private fd: number | undefined;
 
-  constructor(readonly file: string) {
+  constructor(
+    readonly file: string,
+    private readonly opts: AuditLogOptions = {},
+  ) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     // 0o640: the trail names peers and patients; it is not world-readable.
     this.fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o640);
@@ -55,14 +67,18 @@ export class AuditLog implements AuditSink {
 
   record(event: AuditEvent): void {
     if (this.fd === undefined) return;
-    const line = JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n';
+    // Patient names are never needed to audit access; ids are kept, or masked when configured.
+    const entry = scrubPhi({ time: new Date().toISOString(), ...event }, this.opts.mask ? 'masked' : 'full', this.opts.mask);
+    const line = JSON.stringify(entry) + '\n';
     fs.writeSync(this.fd, line);
     fs.fdatasyncSync(this.fd);
+    this.opts.syslog?.send(entry);
   }
 
   close(): void {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
+    void this.opts.syslog?.close();
   }
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { routingSchemas } from '../routing/schema.js';
+import { auditSchema, logPhiSchema, retentionSchema } from './hardening-schema.js';
 
 /** The config file schema (shared/CONTRACT.md). Every object is strict: an unknown key is an error
  *  that names the key, because a misspelt key silently ignored is how a node ends up accepting
@@ -132,6 +133,10 @@ export const nodeSchema = z
     max_concurrent_jobs: positiveInt.default(1).describe('Concurrent study jobs run by the node'),
     /** On SIGTERM/SIGINT: how long running stages get to stop before their workers and tools are killed. */
     shutdown_grace_seconds: z.number().nonnegative().default(20).describe('On SIGTERM/SIGINT: how long running stages get before their workers and tools are killed'),
+    audit: auditSchema.prefault({}).describe('The audit trail: file, syslog forwarding, patient id masking'),
+    retention: retentionSchema.prefault({}).describe('Purge of finished studies (store and outputs) by age or disk budget'),
+    max_upload_mb: positiveInt.default(2048).describe('Largest web upload (POST /api/upload), archives expanded included; over it: HTTP 413'),
+    max_upload_files: positiveInt.default(10000).describe('Most files in one web upload, archive entries included; over it: HTTP 413'),
   })
   .strict();
 
@@ -221,6 +226,7 @@ export const configSchema = z
     radiomics_robustness: robustnessSchema.prefault({}).describe('Radiomics robustness'),
     node: nodeSchema.prefault({}).describe('The DICOM node (rtpipeline serve)'),
     executor: executorSchema.prefault({}).describe('Batch: where the course stages run'),
+    log_phi: logPhiSchema,
   })
   .strict();
 

@@ -20,7 +20,10 @@ export interface CourseResults {
 export function resultsOf(index: IndexDb, jobId: number): CourseResults | { error: HttpReply } {
   const job = Number.isInteger(jobId) ? index.getJob(jobId) : undefined;
   if (!job) return { error: { status: 404, body: { error: `no job ${jobId}` } } };
-  const result = job.result ? (JSON.parse(job.result) as { courseDir?: unknown; courseId?: unknown }) : undefined;
+  const result = job.result ? (JSON.parse(job.result) as { courseDir?: unknown; courseId?: unknown; purged?: { at?: number; outputs?: boolean } }) : undefined;
+  if (result?.purged?.outputs) {
+    return { error: { status: 410, body: { error: `the results of job ${jobId} were removed by retention on ${new Date(result.purged.at ?? 0).toISOString()} (node.retention)` } } };
+  }
   if (typeof result?.courseDir !== 'string') {
     return { error: { status: 409, body: { error: `job ${jobId} has no course folder yet (state ${job.state}); wait until it is done` } } };
   }

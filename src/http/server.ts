@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log.js';
+import type { AuditSink } from '../audit/audit-log.js';
 
 /** Returned by a handler that wrote the response itself (server-sent events). */
 export const HANDLED = Symbol('handled');
@@ -67,7 +68,7 @@ function isPublicUiPath(method: string | undefined, pathname: string): boolean {
  * the UI's own page and assets needs it: health checks come from orchestrators without secrets,
  * and the page asks the user for the key before it calls the API.
  */
-export function createHttpServer(routes: Route[], opts: { apiKey: string | undefined; log: Logger }): http.Server {
+export function createHttpServer(routes: Route[], opts: { apiKey: string | undefined; log: Logger; audit?: AuditSink }): http.Server {
   return http.createServer(async (req, res) => {
     const send = async (r: HttpReply) => {
       const headers: Record<string, string> = { ...r.headers };
@@ -95,12 +96,14 @@ export function createHttpServer(routes: Route[], opts: { apiKey: string | undef
       return send({ status: 400, body: { error: `cannot parse the request path "${String(req.url).slice(0, 200)}"` } });
     }
     // URL parsing would quietly resolve dot segments to another route: a client sending them is wrong or probing.
-    if ((req.url ?? '').split('?')[0].split('/').some((seg) => seg === '..' || seg === '.')) {
+    // "%2e%2e" is a dot segment too for the URL parser (WHATWG): it is refused the same way.
+    if ((req.url ?? '').split('?')[0].split('/').some((seg) => /^(\.|%2e){1,2}$/i.test(seg))) {
       return send({ status: 400, body: { error: 'dot segments ("." or "..") are not allowed in request paths' } });
     }
     try {
       if (opts.apiKey && url.pathname !== '/health' && !isPublicUiPath(req.method, url.pathname) && !hasApiKey(req, url, opts.apiKey)) {
         opts.log.warn({ path: url.pathname, remote: req.socket.remoteAddress }, 'HTTP request without a valid API key');
+        opts.audit?.record({ type: 'http.auth_failed', outcome: 'failure', remote: req.socket.remoteAddress, method: req.method, path: url.pathname, keyGiven: req.headers['x-api-key'] !== undefined || url.searchParams.has('key') });
         return send({ status: 401, body: { error: 'missing or wrong API key: send the X-API-Key header (or ?key= on GET requests); RTPIPELINE_API_KEY is set on this node' } });
       }
       let methodMismatch = false;

@@ -19,10 +19,15 @@ import type { StudyActivity } from '../dicom/scp.js';
 import type { Logger } from '../log.js';
 import { tarGzEntries, zipEntries, type ArchiveEntry } from './archive.js';
 import type { HttpReply } from './server.js';
+import type { AuditSink } from '../audit/audit-log.js';
+import type { Timeline } from '../store/timeline.js';
+import { remoteOf } from './web-audit.js';
+import { recordReceived, type ReceivedTally } from '../audit/received.js';
 
-/** Upload limits. No config key: the web UI is for studies, not for bulk migration (use C-STORE). */
+/** Default upload limits (node.max_upload_mb, node.max_upload_files): the web UI is for studies,
+ *  not for bulk migration (use C-STORE). */
 export const MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024;
-export const MAX_UPLOAD_FILES = 50_000;
+export const MAX_UPLOAD_FILES = 10_000;
 /** Bytes looked at to tell DICOM from archives and to plan the ingest (as the watcher reads). */
 const HEAD_BYTES = 64 * 1024 + 4096;
 
@@ -35,6 +40,14 @@ export interface UploadDeps {
   /** Where zip parts wait for extraction (read at the end of the file); emptied at start. */
   tmpDir: string;
   log: Logger;
+  /** node.max_upload_mb in bytes (default MAX_UPLOAD_BYTES): the request body and what archives expand to. */
+  maxBytes?: number;
+  /** node.max_upload_files (default MAX_UPLOAD_FILES): files, archive entries included. */
+  maxFiles?: number;
+  /** 'http.upload' and 'instances.received' per study. */
+  audit?: AuditSink;
+  /** A 'received' event per study touched, with via: 'upload'. */
+  timeline?: Timeline;
 }
 
 export interface UploadSummary {
@@ -69,6 +82,8 @@ interface TakenInstance {
   studyUid: string;
   studyDate: string;
   modality: string;
+  /** Bytes stored (0 for a duplicate). */
+  size: number;
 }
 
 /** One upload request: counts, refusals, and the studies it marked busy. */
@@ -81,16 +96,21 @@ class UploadSession {
   readonly refused: { name: string; reason: string }[] = [];
   readonly taken: TakenInstance[] = [];
   private readonly busy = new Set<string>();
+  readonly maxBytes: number;
+  readonly maxFiles: number;
 
-  constructor(private readonly deps: UploadDeps) {}
+  constructor(private readonly deps: UploadDeps) {
+    this.maxBytes = deps.maxBytes ?? MAX_UPLOAD_BYTES;
+    this.maxFiles = deps.maxFiles ?? MAX_UPLOAD_FILES;
+  }
 
   countFile(): void {
-    if (++this.files > MAX_UPLOAD_FILES) throw new UploadError(413, `more than ${MAX_UPLOAD_FILES} files in one upload (archive entries count too); upload in parts, or send with C-STORE`);
+    if (++this.files > this.maxFiles) throw new UploadError(413, `more than ${this.maxFiles} files in one upload (archive entries count too; node.max_upload_files); upload in parts, or send with C-STORE`);
   }
 
   countExtracted(n: number): void {
     this.bytesExtracted += n;
-    if (this.bytesExtracted > MAX_UPLOAD_BYTES) throw new UploadError(413, `the archives expand to more than ${MAX_UPLOAD_BYTES / 1073741824} GiB; upload in parts`);
+    if (this.bytesExtracted > this.maxBytes) throw new UploadError(413, `the archives expand to more than ${mb(this.maxBytes)} (node.max_upload_mb); upload in parts`);
   }
 
   checkDisk(): void {
@@ -131,7 +151,7 @@ class UploadSession {
     else this.stored++;
     const h = o.header;
     this.markBusy(h.studyInstanceUid);
-    this.taken.push({ sopInstanceUid: h.sopInstanceUid, patientId: h.patientId, patientName: h.patientName, studyUid: h.studyInstanceUid, studyDate: h.studyDate, modality: h.modality });
+    this.taken.push({ sopInstanceUid: h.sopInstanceUid, patientId: h.patientId, patientName: h.patientName, studyUid: h.studyInstanceUid, studyDate: h.studyDate, modality: h.modality, size: o.kind === 'duplicate' ? 0 : o.size });
   }
 
   async ingestEntries(archive: string, entries: AsyncIterable<ArchiveEntry>): Promise<void> {
@@ -197,7 +217,7 @@ export function partKind(name: string, head: Buffer): PartKind {
 async function* counted(s: UploadSession, stream: Readable): AsyncGenerator<Buffer> {
   for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     s.bytesIn += chunk.length;
-    if (s.bytesIn > MAX_UPLOAD_BYTES) throw new UploadError(413, `upload larger than ${MAX_UPLOAD_BYTES / 1073741824} GiB; upload in parts`);
+    if (s.bytesIn > s.maxBytes) throw new UploadError(413, `upload larger than ${mb(s.maxBytes)} (node.max_upload_mb); upload in parts`);
     yield chunk;
   }
 }
@@ -287,8 +307,11 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
   }
   const declared = Number(req.headers['content-length'] ?? NaN);
   const close = { connection: 'close' };
-  if (declared > MAX_UPLOAD_BYTES) {
-    return { status: 413, headers: close, body: { error: `upload of ${declared} bytes is larger than the limit of ${MAX_UPLOAD_BYTES / 1073741824} GiB; upload in parts` } };
+  const maxBytes = deps.maxBytes ?? MAX_UPLOAD_BYTES;
+  const maxFiles = deps.maxFiles ?? MAX_UPLOAD_FILES;
+  if (declared > maxBytes) {
+    deps.audit?.record({ type: 'http.upload', outcome: 'failure', remote: remoteOf(req), files: 0, stored: 0, refused: 0, studies: [], status: 413, error: 'over node.max_upload_mb' });
+    return { status: 413, headers: close, body: { error: `upload of ${declared} bytes is larger than the limit of ${mb(maxBytes)} (node.max_upload_mb); nothing was stored; upload in parts`, stored: 0 } };
   }
   const free = deps.store.freeBytes();
   // The bytes will be stored (and a zip waits in a temp file): leave the reserve free after them.
@@ -298,7 +321,7 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
   const s = new UploadSession(deps);
   let bb: busboy.Busboy;
   try {
-    bb = busboy({ headers: req.headers, limits: { files: MAX_UPLOAD_FILES, fileSize: MAX_UPLOAD_BYTES, fields: 1000 }, preservePath: true });
+    bb = busboy({ headers: req.headers, limits: { files: maxFiles, fileSize: maxBytes, fields: 1000 }, preservePath: true });
   } catch (e) {
     return { status: 400, body: { error: `bad multipart request: ${(e as Error).message}` } };
   }
@@ -313,7 +336,7 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
   };
   bb.on('file', (_field, stream, info) => {
     const name = info.filename || 'unnamed';
-    stream.on('limit', () => fail(new UploadError(413, `${name} is larger than ${MAX_UPLOAD_BYTES / 1073741824} GiB`)));
+    stream.on('limit', () => fail(new UploadError(413, `${name} is larger than ${mb(maxBytes)} (node.max_upload_mb)`)));
     // One part at a time, in order: busboy waits for a part to be read before it parses the next.
     work = work.then(async () => {
       if (failure) return void stream.resume();
@@ -325,7 +348,7 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
       }
     });
   });
-  bb.on('filesLimit', () => fail(new UploadError(413, `more than ${MAX_UPLOAD_FILES} files in one upload; upload in parts`)));
+  bb.on('filesLimit', () => fail(new UploadError(413, `more than ${maxFiles} files in one upload (node.max_upload_files); upload in parts`)));
   const parsed = new Promise<void>((resolve, reject) => {
     bb.on('close', resolve);
     bb.on('error', reject);
@@ -343,10 +366,24 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
   }
   const summary = summarize(s.taken, (uid) => deps.index.seriesOfStudy(uid).map((x) => x.modality));
   deps.log.info({ stored: s.stored, duplicates: s.duplicates, refused: s.refused.length, files: s.files, bytes: s.bytesIn, error: failure ? (failure as Error).message : undefined }, 'upload received');
+  // Stored instances stay even when the request failed later: they are received, and audited as such.
+  const tallies = new Map<string, ReceivedTally>();
+  for (const t of s.taken) {
+    if (t.size === 0) continue;
+    const tally = tallies.get(t.studyUid) ?? { studyUid: t.studyUid, patientId: t.patientId, count: 0, bytes: 0 };
+    tally.count++;
+    tally.bytes += t.size;
+    tallies.set(t.studyUid, tally);
+  }
+  const remote = remoteOf(req);
+  recordReceived([...tallies.values()], { via: 'upload', remote }, deps);
+  const status = failure ? (failure instanceof UploadError ? failure.status : 500) : 200;
+  deps.audit?.record({ type: 'http.upload', outcome: failure ? 'failure' : 'success', remote, files: s.files, stored: s.stored, duplicates: s.duplicates, refused: s.refused.length, studies: [...new Set(s.taken.map((t) => t.studyUid))], status, error: failure ? (failure as Error).message : undefined });
   if (failure) {
-    const status = failure instanceof UploadError ? failure.status : 500;
     const done = s.stored + s.duplicates > 0 ? ` (${s.stored} instances were stored before it stopped; they stay)` : '';
     return { status, headers: close, body: { error: `${(failure as Error).message}${done}`, stored: s.stored, duplicates: s.duplicates, refused: s.refused } };
   }
   return { status: 200, body: { stored: s.stored, duplicates: s.duplicates, refused: s.refused, summary } satisfies UploadResult };
 }
+
+const mb = (bytes: number) => `${Math.round(bytes / 1048576)} MB`;

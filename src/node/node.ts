@@ -23,6 +23,9 @@ import { JobEventHub } from '../http/events.js';
 import { courseFile, courseZip, resultsOf } from '../http/course-files.js';
 import { WatchFolder } from './watch-folder.js';
 import { AuditLog } from '../audit/audit-log.js';
+import { openAuditLog, nodeStartEvent } from '../audit/node-audit.js';
+import { Retention, type PurgeRecord } from '../store/retention.js';
+import { auditWeb } from '../http/web-audit.js';
 import { Timeline } from '../store/timeline.js';
 import { uiPage, uiAsset } from '../http/ui/assets.js';
 import { RoutingTable } from '../routing/routing-table.js';
@@ -57,10 +60,15 @@ export class RtNode {
   private stopping = false;
   private started = false;
   private readonly startedAt = Date.now();
+  /** Purges finished studies by age or disk budget (node.retention). */
+  retention!: Retention;
+  private retentionTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: Config,
     private readonly log: Logger,
+    /** Where the config came from, for the 'node.start' audit event. */
+    private readonly origin: { configFile?: string } = {},
   ) {}
 
   get dataDir(): string {
@@ -78,13 +86,16 @@ export class RtNode {
     this.store = new InstanceStore(this.dataDir, this.index, { minFreeBytes: node.min_free_disk_mb * 1048576, maxInstanceBytes: node.max_instance_mb * 1048576 }, this.log);
     await this.store.init();
     this.store.limitStudySize(node.max_study_mb * 1048576);
+    this.audit = openAuditLog(this.config, this.log);
+    this.retention = new Retention({ index: this.index, layout: this.store.layout, outputDir: path.join(this.dataDir, 'output'), log: this.log.child({ component: 'retention' }), audit: this.audit, isBusy: (uid) => this.activity.isBusy(uid), onPurged: (uid) => this.store.forgetStudySize(uid) });
+    // Before the reindex: the files of a purge a crash interrupted must not be indexed again.
+    await this.retention.resumeInterrupted();
     // The files are the truth: rebuild a lost index, and reconcile after an unclean stop.
     const clean = this.index.getMeta('clean_shutdown') === '1';
     if (fresh && existsSync(this.store.layout.store)) await reindex(this.store.layout, this.index, this.log, 'rebuild');
     else if (!fresh && !clean) await reindex(this.store.layout, this.index, this.log, 'reconcile');
     this.index.setMetaDurable('clean_shutdown', '0');
     this.timeline = new Timeline(this.index.db);
-    this.audit = new AuditLog(path.join(this.dataDir, 'audit', 'audit.jsonl'));
     this.routing = await RoutingTable.load(this.dataDir, node, this.audit, this.log.child({ component: 'routing' }));
 
     this.outbound = new OutboundQueue(
@@ -156,12 +167,14 @@ export class RtNode {
     await this.listenHttp();
     // After the store and completion: files already waiting in a folder are taken at once.
     for (const dir of node.watch) {
-      const w = new WatchFolder({ dir, store: this.store, activity: this.activity, log: this.log.child({ component: 'watch' }), metrics: this.metrics });
+      const w = new WatchFolder({ dir, store: this.store, activity: this.activity, log: this.log.child({ component: 'watch' }), metrics: this.metrics, audit: this.audit, timeline: this.timeline });
       this.watchers.push(w);
       await w.start();
     }
     this.started = true;
     this.log.info({ aet: node.aet, dicomPort: this.dicom.port, dicomTlsPort: this.dicom.tlsPort, httpPort: this.httpPort, dataDir: this.dataDir, destinations: node.destinations.length }, 'rtpipeline node ready');
+    this.audit.record(nodeStartEvent(this.config, { configFile: this.origin.configFile, dicomPort: this.dicom.port, httpPort: this.httpPort, apiKeySet: Boolean(process.env.RTPIPELINE_API_KEY) }));
+    this.scheduleRetention();
   }
 
   get httpPort(): number {
@@ -173,7 +186,7 @@ export class RtNode {
     this.events = new JobEventHub(this.index, jobView);
     // Partial uploads of a previous run (zips waiting to be read) were never answered: drop them.
     await fsp.rm(this.uploadTmpDir, { recursive: true, force: true });
-    this.http = createHttpServer(this.routes(), { apiKey: process.env.RTPIPELINE_API_KEY || undefined, log: this.log.child({ component: 'http' }) });
+    this.http = createHttpServer(this.routes(), { apiKey: process.env.RTPIPELINE_API_KEY || undefined, log: this.log.child({ component: 'http' }), audit: this.audit });
     await new Promise<void>((resolve, reject) => {
       this.http!.once('error', reject);
       this.http!.listen(this.config.node.http_port, this.config.node.http_bind_address, () => resolve());
@@ -226,8 +239,11 @@ export class RtNode {
           const job = this.index.getJob(Number(p.id));
           return job ? { status: 200, body: jobView(job) } : { status: 404, body: { error: `no job ${p.id}` } };
         } },
-      { method: 'POST', path: '/api/jobs/:id/cancel', handler: (_r, p) =>
-          this.jobs.cancel(Number(p.id)) ? { status: 200, body: { cancelled: true } } : { status: 409, body: { error: `job ${p.id} is neither queued nor running` } } },
+      { method: 'POST', path: '/api/jobs/:id/cancel', handler: (req, p) => {
+          const reply = this.jobs.cancel(Number(p.id)) ? { status: 200, body: { cancelled: true } } : { status: 409, body: { error: `job ${p.id} is neither queued nor running` } };
+          auditWeb(this.audit, req, 'http.request', reply.status, { action: 'cancel', jobId: Number(p.id) });
+          return reply;
+        } },
       { method: 'POST', path: '/api/studies/:uid/reprocess', handler: async (req, p) => {
           let body: Record<string, unknown>;
           try {
@@ -240,24 +256,30 @@ export class RtNode {
             return { status: 400, body: { error: `force_redo must be true or a list of stages (${STAGES.join(', ')})` } };
           }
           const job = this.index.reprocessStudy(p.uid, STUDY_JOB, { forceRedo: force }, Date.now());
+          auditWeb(this.audit, req, 'http.request', job ? 202 : 409, { action: 'reprocess', studyUid: p.uid, forceRedo: force, jobId: job?.id });
           if (!job) return { status: 409, body: { error: `study ${p.uid} is unknown or still receiving` } };
           this.jobs.kick();
           return { status: 202, body: jobView(job) };
         } },
-      { method: 'DELETE', path: '/api/jobs/:id', handler: (_r, p) => {
+      { method: 'DELETE', path: '/api/jobs/:id', handler: (req, p) => {
           const outcome = this.index.deleteJob(Number(p.id));
+          auditWeb(this.audit, req, 'http.delete', outcome === 'deleted' ? 200 : outcome === 'missing' ? 404 : 409, { jobId: Number(p.id) });
           if (outcome === 'missing') return { status: 404, body: { error: `no job ${p.id}` } };
           if (outcome === 'unfinished') return { status: 409, body: { error: `job ${p.id} is queued or running: cancel it first (POST /api/jobs/${p.id}/cancel), then delete it` } };
           this.events?.poke();
           return { status: 200, body: { deleted: true } };
         } },
-      { method: 'GET', path: '/api/jobs/:id/download', handler: (_r, p) => {
+      { method: 'GET', path: '/api/jobs/:id/download', handler: async (req, p) => {
           const found = resultsOf(this.index, Number(p.id));
-          return 'error' in found ? found.error : courseZip(found);
+          const reply = 'error' in found ? found.error : await courseZip(found);
+          auditWeb(this.audit, req, 'http.download', reply.status, { jobId: Number(p.id), what: 'course zip', patientId: 'error' in found ? undefined : found.patientId });
+          return reply;
         } },
-      { method: 'GET', path: '/api/jobs/:id/files/*', handler: (_r, p) => {
+      { method: 'GET', path: '/api/jobs/:id/files/*', handler: async (req, p) => {
           const found = resultsOf(this.index, Number(p.id));
-          return 'error' in found ? found.error : courseFile(found, p['*']);
+          const reply = 'error' in found ? found.error : await courseFile(found, p['*']);
+          auditWeb(this.audit, req, 'http.download', reply.status, { jobId: Number(p.id), what: p['*'], patientId: 'error' in found ? undefined : found.patientId });
+          return reply;
         } },
       { method: 'POST', path: '/api/upload', handler: (req) =>
           handleUpload(req, {
@@ -267,7 +289,16 @@ export class RtNode {
             minFreeBytes: this.config.node.min_free_disk_mb * 1048576,
             tmpDir: this.uploadTmpDir,
             log: this.log.child({ component: 'upload' }),
+            maxBytes: this.config.node.max_upload_mb * 1048576,
+            maxFiles: this.config.node.max_upload_files,
+            audit: this.audit,
+            timeline: this.timeline,
           }) },
+      { method: 'POST', path: '/api/retention/run', handler: async (req) => {
+          const purged = await this.runRetention();
+          auditWeb(this.audit, req, 'http.request', 200, { action: 'retention.run', purged: purged.length });
+          return { status: 200, body: { policy: this.config.node.retention, purged: purged.map(({ files: _f, ...r }) => r) } };
+        } },
       { method: 'GET', path: '/api/events', handler: (req, _p, res) => {
           this.events!.subscribe(req, res);
           return HANDLED;
@@ -282,6 +313,26 @@ export class RtNode {
       { method: 'GET', path: '/api/dead-letters', handler: () => ({ status: 200, body: deadLetters(this.index, this.outbound) }) },
       { method: 'POST', path: '/api/outbound/:id/retry', handler: (req, p) => retryDeadLetter(this.outbound, this.audit, req, p.id) },
     ];
+  }
+
+  /** The HTTP routes (method and pattern), for the web security tests and the docs. */
+  routeTable(): { method: string; path: string }[] {
+    return this.routes().map((r) => ({ method: r.method, path: r.path }));
+  }
+
+  /** One retention pass with the configured policy (nothing to do when neither limit is set). */
+  runRetention(): Promise<PurgeRecord[]> {
+    const r = this.config.node.retention;
+    return this.retention.run({ maxAgeDays: r.max_age_days, diskBudgetBytes: r.disk_budget_gb === null ? null : r.disk_budget_gb * 1024 ** 3, purgeOutputs: r.purge_outputs });
+  }
+
+  private scheduleRetention(): void {
+    const r = this.config.node.retention;
+    if (r.max_age_days === null && r.disk_budget_gb === null) return;
+    this.retentionTimer = setInterval(() => {
+      this.runRetention().catch((e: Error) => this.log.error({ err: e.message }, 'retention pass failed; the next pass retries'));
+    }, r.interval_minutes * 60_000);
+    this.retentionTimer.unref();
   }
 
   renderMetrics(): string {
@@ -310,6 +361,8 @@ export class RtNode {
     this.log.info('stopping: refusing new associations, finishing stores in flight, stopping running stages');
     this.completion?.stop();
     this.outbound?.stop();
+    clearInterval(this.retentionTimer);
+    await this.retention?.idle();
     await Promise.all([...this.watchers.map((w) => w.stop()), this.dicom?.close(graceMs), this.jobs?.stop(), this.pool?.stop()]);
     this.events?.close();
     const httpClosed = new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
@@ -320,6 +373,7 @@ export class RtNode {
     // Only a node that finished starting, and whose index took every stored file, may say "clean".
     if (this.started && this.store.indexErrors === 0) this.index.setMetaDurable('clean_shutdown', '1');
     this.index?.close();
+    this.audit?.record({ type: 'node.stop', outcome: 'success', aet: this.config.node.aet, clean: this.started && this.store.indexErrors === 0 });
     this.audit?.close();
     this.log.info('stopped');
   }

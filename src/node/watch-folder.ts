@@ -10,6 +10,9 @@ import { StoreStatus, type IncomingMeta, type InstanceStore, type StoreOutcome }
 import { writeFileAtomic } from '../store/durable-fs.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
+import type { AuditSink } from '../audit/audit-log.js';
+import type { Timeline } from '../store/timeline.js';
+import { recordReceived, type ReceivedTally } from '../audit/received.js';
 
 /**
  * A file is taken once its size and mtime have not changed for this long. There is no config key:
@@ -91,6 +94,10 @@ export interface WatchFolderDeps {
   activity: StudyActivity;
   log: Logger;
   metrics: Metrics;
+  /** 'instances.received' per study and batch of files. */
+  audit?: AuditSink;
+  /** A 'received' event (via: 'watch') per study and batch of files. */
+  timeline?: Timeline;
   /** Overrides for tests of the module itself; the node uses the constants. */
   stableMs?: number;
   pollMs?: number;
@@ -120,6 +127,8 @@ export class WatchFolder {
   private timer: NodeJS.Timeout | undefined;
   private readonly pending = new Map<string, Pending>();
   private readonly busyStudies = new Set<string>();
+  /** Instances stored per study since the folder last went quiet: one 'received' each then. */
+  private readonly received = new Map<string, ReceivedTally>();
   private ticking: Promise<void> | undefined;
   private stopped = false;
   private readonly stableMs: number;
@@ -251,6 +260,12 @@ export class WatchFolder {
     }
     // Durable in store/ and in the index from here on: the source may move.
     this.markBusy(o.header.studyInstanceUid);
+    if (o.kind !== 'duplicate') {
+      const t = this.received.get(o.header.studyInstanceUid) ?? { studyUid: o.header.studyInstanceUid, patientId: o.header.patientId, count: 0, bytes: 0 };
+      t.count++;
+      t.bytes += o.size;
+      this.received.set(t.studyUid, t);
+    }
     const now = await fsp.lstat(file).catch(() => undefined);
     if (!now) return { kind: 'gone', reason: 'the file disappeared after it was stored (the stored copy is kept)' };
     if (now.size !== p.size || now.mtimeMs !== p.mtimeMs) {
@@ -276,6 +291,8 @@ export class WatchFolder {
   }
 
   private releaseStudies(): void {
+    recordReceived([...this.received.values()], { via: 'watch', dir: this.dir }, this.deps);
+    this.received.clear();
     for (const s of this.busyStudies) this.deps.activity.remove(s);
     this.busyStudies.clear();
   }
