@@ -304,10 +304,6 @@ export class RtNode {
           return HANDLED;
         } },
       ...routingRoutes(this.routing, readJsonBody),
-      { method: 'GET', path: '/api/studies/:uid/timeline', handler: (_r, p) => {
-          const study = this.index.getStudy(p.uid);
-          return study ? { status: 200, body: { study, events: this.timeline.list(p.uid) } } : { status: 404, body: { error: `no study ${p.uid}` } };
-        } },
       { method: 'GET', path: '/api/outbound', handler: (req) => outboundList(this.index, this.outbound, req) },
       { method: 'GET', path: '/api/outbound/destinations', handler: () => ({ status: 200, body: this.outbound.circuits() }) },
       { method: 'GET', path: '/api/dead-letters', handler: () => ({ status: 200, body: deadLetters(this.index, this.outbound) }) },
