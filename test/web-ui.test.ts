@@ -110,12 +110,12 @@ describe('web UI in chromium', () => {
     expect(await table.locator('thead').innerText()).toContain('DmeanGy');
     await shot('04-results');
 
-    // The study's timeline under the details: complete (and why: an upload has no association, so
+    // The study's timeline under the details: received (the upload), complete (and why: an upload has no association, so
     // the quiet time), the job, its stages.
     const timeline = page.getByTestId('study-timeline');
     await timeline.locator('li[data-event="stage"]').first().waitFor({ timeout: 10_000 });
     const events = await timeline.locator('li').evaluateAll((els) => els.map((e) => e.getAttribute('data-event')));
-    expect(events.slice(0, 3)).toEqual(['complete', 'job', 'job']);
+    expect(events.slice(0, 3)).toEqual(['received', 'complete', 'job']);
     expect(await timeline.locator('li[data-event="complete"]').innerText()).toMatch(/generation 1: quiet \(/);
     expect(await timeline.locator('li[data-event="stage"]').allInnerTexts()).toEqual(expect.arrayContaining([expect.stringMatching(/organize done/)]));
 
