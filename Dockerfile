@@ -66,7 +66,8 @@ ENV NODE_ENV=production \
 
 USER rtpipeline
 VOLUME ["/data/input", "/data/output", "/data/logs", "/data/node"]
-EXPOSE 11112 8080
+# 2762: DICOM TLS, when node.tls is set (the plain listener stays on 11112 unless node.tls.plain: false).
+EXPOSE 11112 2762 8080
 
 # Node itself does the probe (the slim image has no curl). 503 (shutting down, disk nearly full) is unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
