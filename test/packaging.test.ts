@@ -21,6 +21,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const repo = (...p: string[]) => path.join(ROOT, ...p);
 const read = (...p: string[]) => readFileSync(repo(...p), 'utf8');
 const DEFAULTS = configSchema.parse({});
+/** The TLS listener's default port (node.tls is null by default, so it comes from a minimal TLS section). */
+const TLS_PORT = configSchema.parse({ node: { tls: { key: 'k', cert: 'c' } } }).node.tls!.port;
 /** What the node may take to stop: the grace period, then the CLI's 15 s backstop (src/cli.ts). */
 const MAX_STOP_SECONDS = DEFAULTS.node.shutdown_grace_seconds + 15;
 const tmp: string[] = [];
@@ -225,7 +227,7 @@ describe('Dockerfile', () => {
 
   it('exposes the default ports, declares the volumes, sets the contract timeouts', () => {
     const exposed = inFinal('EXPOSE').flatMap((i) => i.args.split(/\s+/)).map(Number);
-    expect(exposed.sort()).toEqual([DEFAULTS.node.dicom_port, DEFAULTS.node.http_port].sort());
+    expect(exposed.sort()).toEqual([DEFAULTS.node.dicom_port, TLS_PORT, DEFAULTS.node.http_port].sort());
     expect(JSON.parse(inFinal('VOLUME').at(-1)!.args)).toEqual(['/data/input', '/data/output', '/data/logs', '/data/node']);
     const env = Object.fromEntries(inFinal('ENV').flatMap((i) => [...i.args.matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1], m[2]])));
     expect(env).toMatchObject({ TOTALSEG_TIMEOUT: '3600', DCM2NIIX_TIMEOUT: '300', RTPIPELINE_RADIOMICS_TASK_TIMEOUT: '600' });
@@ -319,7 +321,7 @@ describe('docker-compose.yml', () => {
   it('every node: both ports, restart policy, shm, health check, a stop grace above the node\'s', () => {
     for (const [name, s] of nodes) {
       expect(existsSync(repo(s.build!.context, 'Dockerfile')), name).toBe(true);
-      expect(s.ports, name).toEqual([`${DEFAULTS.node.dicom_port}:${DEFAULTS.node.dicom_port}`, `${DEFAULTS.node.http_port}:${DEFAULTS.node.http_port}`]);
+      expect(s.ports, name).toEqual([`${DEFAULTS.node.dicom_port}:${DEFAULTS.node.dicom_port}`, `${TLS_PORT}:${TLS_PORT}`, `${DEFAULTS.node.http_port}:${DEFAULTS.node.http_port}`]);
       expect(s.restart, name).toBe('unless-stopped');
       expect(s.shm_size, name).toMatch(/^\d+[gm]b$/);
       expect(s.healthcheck!.test.join(' '), name).toContain('/health');
@@ -390,14 +392,14 @@ describe('Kubernetes manifests', () => {
     }
   });
 
-  it('the Deployment: ports 11112/8080, probes on /health, a single Recreate replica, a long enough grace', () => {
+  it('the Deployment: ports 11112/2762/8080, probes on /health, a single Recreate replica, a long enough grace', () => {
     expect(deployment.spec.replicas).toBe(1);
     expect(deployment.spec.strategy.type).toBe('Recreate');
     const pod = podOf(deployment);
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(MAX_STOP_SECONDS);
     const c = pod.containers[0];
     const ports = Object.fromEntries(c.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]));
-    expect(ports).toEqual({ dicom: DEFAULTS.node.dicom_port, http: DEFAULTS.node.http_port });
+    expect(ports).toEqual({ dicom: DEFAULTS.node.dicom_port, 'dicom-tls': TLS_PORT, http: DEFAULTS.node.http_port });
     for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
       expect(c[probe].httpGet.path, probe).toBe('/health');
       expect(ports[c[probe].httpGet.port], probe).toBe(DEFAULTS.node.http_port);
@@ -433,7 +435,7 @@ describe('Kubernetes manifests', () => {
         return p.port;
       });
     });
-    expect(servicePorts.sort()).toEqual([DEFAULTS.node.dicom_port, DEFAULTS.node.http_port].sort());
+    expect(servicePorts.sort()).toEqual([DEFAULTS.node.dicom_port, TLS_PORT, DEFAULTS.node.http_port].sort());
     const claims = byKind('PersistentVolumeClaim').map((p) => p.metadata.name);
     const maps = byKind('ConfigMap').map((p) => p.metadata.name);
     for (const o of [deployment, job]) {
