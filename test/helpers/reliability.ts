@@ -21,7 +21,7 @@ function envInt(name: string, ci: number, soak: number): number {
 
 export const scale = {
   senders: envInt('RELIABILITY_SENDERS', 8, 8),
-  perSender: envInt('RELIABILITY_PER_SENDER', 150, 500),
+  perSender: envInt('RELIABILITY_PER_SENDER', 500, 500),
   kills: envInt('RELIABILITY_KILLS', 4, 10),
   fuzzCases: envInt('RELIABILITY_FUZZ_CASES', 500, 10_000),
   pacsDownSeconds: envInt('RELIABILITY_PACS_DOWN_S', 10, 60),
