@@ -138,32 +138,43 @@ describe('faults', () => {
 
   it('free-disk threshold reached mid-study: later C-STOREs get 0xA700, no partial files, C-ECHO still answered', async () => {
     const work = tempDir('rtp-disk-');
-    // 100 slices of 512 KB: 50 MB, against a threshold 20 MB below the free space now.
+    // 100 slices of 512 KB: 50 MB, against a threshold 20 MB below the free space just before the start.
     const s = await writeCtSeries(path.join(work, 'ct'), { patientId: 'DISK', patientName: 'Disk^Full', phantom: { rows: 512, columns: 512, slices: 100, pixelSpacingMm: [1, 1], sliceThicknessMm: 1 } });
-    const fs = statfsSync(work);
-    const freeMb = Math.floor((fs.bavail * fs.bsize) / 1048576);
-    const node = await startNode({ dataDir: path.join(work, 'data'), configYaml: `node:\n  min_free_disk_mb: ${freeMb - 20}\n  stable_seconds: 3600\n` });
-    cleanup.push(() => node.stop());
-    const r = await storescu({ port: node.dicomPort, calledAet: 'RTPIPELINE', files: s.files, extraArgs: ['-v'], timeoutMs: 120_000 });
-    const acked = acknowledgedFiles(r.stdout + r.stderr);
-    expect(r.code).not.toBe(0);
-    const failures = node.events().filter((e) => e.msg === 'C-STORE failed');
-    expect(failures.length).toBeGreaterThan(0);
-    expect(failures.every((e) => e.status === '0xa700')).toBe(true);
-    expect(String(failures[0].reason)).toMatch(/disk nearly full/);
-    const refusalLine = (r.stdout + r.stderr).split('\n').find((l) => /Store Response/.test(l) && !/Success/.test(l));
-    expect(refusalLine, (r.stdout + r.stderr).slice(-1500)).toMatch(/Out ?of ?Resources|a7/i);
-    // It tripped mid-study: some instances stored, later ones refused, and nothing half-written anywhere.
-    const stored = storedFiles(node.dataDir);
-    expect(stored.length).toBeGreaterThan(0);
-    expect(stored.length).toBeLessThan(100);
-    expect(stored.length).toBe(acked.length);
-    const store = await checkStore(node.dataDir);
-    expect(store.unparsable).toEqual([]);
-    expect(store.notIndexed).toEqual([]);
-    expect(readdirSync(path.join(node.dataDir, 'incoming'))).toEqual([]);
-    expect((await echoscu({ port: node.dicomPort, calledAet: 'RTPIPELINE' })).code).toBe(0);
-    expect((await node.api('/health')).status).toBe(503);
-    reportFigures('disk-threshold', { slices: 100, storedBeforeThreshold: stored.length, refused: failures.length, thresholdMb: freeMb - 20 });
-  }, 120_000);
+    // The file system is shared with whatever else runs on the machine: when its free space moved by
+    // more than the margin meanwhile, the threshold was met before the first or after the last
+    // instance, and the setup (not the node) is tried again with a fresh figure. Every attempt checks the node.
+    for (let attempt = 1; ; attempt++) {
+      const fs = statfsSync(work);
+      const thresholdMb = Math.floor((fs.bavail * fs.bsize) / 1048576) - 20;
+      const node = await startNode({ dataDir: path.join(work, `data${attempt}`), configYaml: `node:\n  min_free_disk_mb: ${thresholdMb}\n  stable_seconds: 3600\n` });
+      try {
+        const r = await storescu({ port: node.dicomPort, calledAet: 'RTPIPELINE', files: s.files, extraArgs: ['-v'], timeoutMs: 120_000 });
+        const acked = acknowledgedFiles(r.stdout + r.stderr);
+        const stored = storedFiles(node.dataDir);
+        const failures = node.events().filter((e) => e.msg === 'C-STORE failed');
+        // Whatever happened, nothing half-written, everything stored parses and is indexed, C-ECHO answers.
+        expect(stored.length).toBe(acked.length);
+        expect(failures.every((e) => e.status === '0xa700' && /disk nearly full/.test(String(e.reason)))).toBe(true);
+        const store = await checkStore(node.dataDir);
+        expect(store.unparsable).toEqual([]);
+        expect(store.notIndexed).toEqual([]);
+        expect(readdirSync(path.join(node.dataDir, 'incoming'))).toEqual([]);
+        expect((await echoscu({ port: node.dicomPort, calledAet: 'RTPIPELINE' })).code).toBe(0);
+        const midStudy = stored.length > 0 && stored.length < 100;
+        if (!midStudy && attempt < 4) continue;
+        // It tripped mid-study: some instances stored, the later ones refused with Out of Resources.
+        expect(stored.length).toBeGreaterThan(0);
+        expect(stored.length).toBeLessThan(100);
+        expect(r.code).not.toBe(0);
+        expect(failures.length).toBeGreaterThan(0);
+        const refusalLine = (r.stdout + r.stderr).split('\n').find((l) => /Store Response/.test(l) && !/Success/.test(l));
+        expect(refusalLine, (r.stdout + r.stderr).slice(-1500)).toMatch(/Out ?of ?Resources|a7/i);
+        expect((await node.api('/health')).status).toBe(503);
+        reportFigures('disk-threshold', { slices: 100, storedBeforeThreshold: stored.length, refused: failures.length, thresholdMb, attempts: attempt });
+        return;
+      } finally {
+        await node.stop();
+      }
+    }
+  }, 240_000);
 });
