@@ -1,5 +1,5 @@
 /**
- * Benchmark entry point (`npm run bench`): runs every bench (ingest, segment, dvh, organize, radiomics, robustness) and
+ * Benchmark entry point (`npm run bench`): runs every bench (ingest, segment, dvh, organize, radiomics, robustness, soak) and
  * prints one final `BENCH_RESULT {"ingest": {...}, ...}` JSON line. BENCH_ONLY=<name> runs just that one. Exits non-zero only on errors; a missed target is reported
  * as MISS in the output, not as a failure.
  */
@@ -9,8 +9,9 @@ import { dvhBench, type DvhBenchResult } from './dvh.js';
 import { abortOrganizeBench, runOrganizeBench, type OrganizeBenchResult } from './organize.js';
 import { radiomicsBench, type RadiomicsBenchResult } from './radiomics.js';
 import { robustnessBench, type RobustnessBenchResult } from './robustness.js';
+import { abortSoakBench, soakBench, type SoakResult } from './soak.js';
 
-const BENCHES = ['ingest', 'segment', 'dvh', 'organize', 'radiomics', 'robustness'] as const;
+const BENCHES = ['ingest', 'segment', 'dvh', 'organize', 'radiomics', 'robustness', 'soak'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 // On Ctrl-C / SIGTERM still stop the children and delete the temp folders before exiting.
@@ -20,6 +21,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     aborting = true;
     console.error(`\n${signal}: stopping children and removing the temp folder`);
     abortOrganizeBench();
+    abortSoakBench();
     void Promise.allSettled([abortIngestBench(), abortSegmentBench()]).finally(() => process.exit(130));
   });
 }
@@ -33,7 +35,7 @@ function selected(): BenchName[] {
 
 async function main(): Promise<void> {
   const benches = selected();
-  const result: { ingest?: IngestResult; segment?: SegmentResult; dvh?: DvhBenchResult; organize?: OrganizeBenchResult; radiomics?: RadiomicsBenchResult; robustness?: RobustnessBenchResult } = {};
+  const result: { ingest?: IngestResult; segment?: SegmentResult; dvh?: DvhBenchResult; organize?: OrganizeBenchResult; radiomics?: RadiomicsBenchResult; robustness?: RobustnessBenchResult; soak?: SoakResult } = {};
   if (benches.includes('ingest')) result.ingest = await ingestBench();
   if (benches.includes('segment')) {
     if (result.ingest) console.log('');
@@ -54,6 +56,10 @@ async function main(): Promise<void> {
   if (benches.includes('robustness')) {
     console.log('');
     result.robustness = await robustnessBench();
+  }
+  if (benches.includes('soak')) {
+    console.log('');
+    result.soak = await soakBench();
   }
   console.log(`\nBENCH_RESULT ${JSON.stringify(result)}`);
 }

@@ -305,6 +305,12 @@ export class DicomServer {
         }
         const certAet = clientAetRejection(config.tls?.client_aets ?? {}, s.tls, s.callingAet);
         if (certAet) return reject(certAet.result, certAet.source, certAet.reason, certAet.why, certAet.label);
+        // PC ids are odd numbers 1-255 (PS3.8 §9.3.2.2): more than 128 contexts, or an id out of range,
+        // made the library throw while writing the A-ASSOCIATE-AC (an unhandled rejection, a hung peer).
+        const badContexts = presentationContextFault(association.getPresentationContexts().map((pc) => pc.id));
+        if (badContexts) {
+          return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, badContexts, 'presentation_contexts');
+        }
         let accepted = 0;
         for (const pc of association.getPresentationContexts()) {
           const context = association.getPresentationContext(pc.id);
@@ -336,7 +342,12 @@ export class DicomServer {
         metrics.inc('rtpipeline_associations_total');
         s.log.info({ contexts: accepted, tls: s.tls }, 'association accepted');
         server.deps.audit?.record({ type: 'association.accepted', outcome: 'success', association: s.id, peer: s.peer, callingAet: s.callingAet, calledAet: s.calledAet, tls: s.tls, contexts: accepted });
-        this.sendAssociationAccept();
+        try {
+          this.sendAssociationAccept();
+        } catch (e) {
+          s.log.warn({ err: (e as Error).message }, 'cannot encode the A-ASSOCIATE-AC for this request: aborting the association');
+          s.socket.destroy();
+        }
       }
 
       override associationReleaseRequested(): void {
@@ -473,6 +484,15 @@ export class DicomServer {
     // The reports of the last associations (audit, timeline) are written before the index closes.
     await Promise.race([Promise.allSettled([...this.closing]), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
   }
+}
+
+/** Why a proposed list of presentation context ids cannot be answered, or undefined. */
+export function presentationContextFault(ids: number[]): string | undefined {
+  if (ids.length > 128) return `${ids.length} presentation contexts proposed, at most 128 are possible`;
+  const bad = ids.find((id) => !Number.isInteger(id) || id < 1 || id > 255 || id % 2 === 0);
+  if (bad !== undefined) return `presentation context id ${bad} is not an odd number from 1 to 255`;
+  if (new Set(ids).size !== ids.length) return 'the same presentation context id is proposed twice';
+  return undefined;
 }
 
 /** C-STORE request → the instance its bytes were written to (set before, read after the dataset). */

@@ -164,7 +164,8 @@ export async function readZipDirectory(h: FileHandle, fileSize: number): Promise
       size: cd.readUInt32LE(p + 24),
       localHeaderOffset: cd.readUInt32LE(p + 42),
       // 3 = Unix: the high 16 bits of the external attributes are st_mode.
-      unixType: madeBy === 3 && mode !== 0 ? mode & S_IFMT : undefined,
+      // Permission bits without a file type (Python's zipfile.writestr writes 0o600) mean a plain file.
+      unixType: madeBy === 3 && (mode & S_IFMT) !== 0 ? mode & S_IFMT : undefined,
       encrypted: (flags & 1) === 1,
       isDirectory: name.endsWith('/') || (madeBy === 3 && (mode & S_IFMT) === S_IFDIR),
     });

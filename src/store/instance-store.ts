@@ -8,6 +8,7 @@ import { isExplicitVr } from '../dicom/transfer-syntax.js';
 import type { IndexDb } from './index-db.js';
 import { fsyncDirSync, mkdirDurable, sameContent, writeFileAtomic } from './durable-fs.js';
 import { readPart10Meta } from '../dicom/header.js';
+import { DatasetStructure } from '../dicom/dataset-structure.js';
 import type { Logger } from '../log.js';
 import { StudyBudget } from './study-budget.js';
 
@@ -253,6 +254,8 @@ export class IncomingInstance extends Writable {
   flowControl: { pause(): void; resume(): void } | undefined;
   private paused = false;
   private writing: Promise<void> | undefined;
+  /** Follows the element structure as the bytes arrive: a truncated or malformed dataset is never filed. */
+  private readonly structure: DatasetStructure;
 
   constructor(
     private readonly store: InstanceStore,
@@ -262,6 +265,7 @@ export class IncomingInstance extends Writable {
     super({ highWaterMark: 64 * 1024 * 1024, decodeStrings: false });
     this.tmpPath = path.join(store.layout.incoming, `${Date.now()}-${randomBytes(6).toString('hex')}.part`);
     this.failure = refused;
+    this.structure = new DatasetStructure(isExplicitVr(meta.transferSyntaxUid));
     // dcmjs-dimse attaches no 'error' listener; an unhandled one would crash the process.
     this.on('error', (e) => this.fail(StoreStatus.OutOfResources, `cannot write ${this.tmpPath}: ${e.message}`));
     const header = part10Header({ sopClassUid: meta.sopClassUid, sopInstanceUid: meta.sopInstanceUid, transferSyntaxUid: meta.transferSyntaxUid });
@@ -306,6 +310,7 @@ export class IncomingInstance extends Writable {
       this.fail(StoreStatus.OutOfResources, `dataset larger than node.max_instance_mb (${Math.round(this.store.maxInstanceBytes / 1048576)} MB)`);
     }
     if (this.failure || this.fd === undefined) return this.afterWrite(callback);
+    for (const b of buffers) this.structure.feed(b);
     const fd = this.fd;
     this.writing = new Promise<void>((done) =>
       fs.writev(fd, buffers, (err) => {
@@ -352,6 +357,17 @@ export class IncomingInstance extends Writable {
     if (this.datasetBytes === 0) {
       await fsp.rm(this.tmpPath, { force: true });
       return { ok: false, status: StoreStatus.CannotUnderstand, reason: 'empty dataset' };
+    }
+    const malformed = this.structure.end();
+    if (malformed) {
+      const reason = `malformed dataset: ${malformed}`;
+      try {
+        const quarantinedAs = await this.store.quarantine(this.tmpPath, this.meta, reason);
+        return { ok: false, status: StoreStatus.CannotUnderstand, reason, quarantinedAs };
+      } catch (e) {
+        await fsp.rm(this.tmpPath, { force: true });
+        return { ok: false, status: StoreStatus.CannotUnderstand, reason: `${reason} (could not quarantine it: ${(e as Error).message})` };
+      }
     }
     const prefix = Buffer.concat(this.prefixChunks);
     try {
