@@ -115,7 +115,7 @@ describe('faults', () => {
   it(`PACS down for ${scale.pacsDownSeconds} s: the RTSTRUCT is delivered once after it returns`, async () => {
     const pacsPort = await freePort();
     const s = await writeCtSeries(path.join(tempDir(), 'ct'), { patientId: 'PACS-DOWN', patientName: 'Pacs^Down', phantom: { rows: 64, columns: 64, slices: 12, pixelSpacingMm: [4, 4], sliceThicknessMm: 3 } });
-    const node = await startNode({ configYaml: `node:\n  stable_seconds: 1\n  retry_initial_seconds: 0.5\n  retry_max_seconds: 2\n  destinations:\n    - {aet: PACS, host: 127.0.0.1, port: ${pacsPort}}\n` });
+    const node = await startNode({ configYaml: `node:\n  stable_seconds: 1\n  retry_initial_seconds: 0.5\n  retry_max_seconds: 2\n  circuit_breaker: {failures: 5, open_seconds: 3}\n  destinations:\n    - {aet: PACS, host: 127.0.0.1, port: ${pacsPort}}\n` });
     cleanup.push(() => node.stop());
     expect((await storescu({ port: node.dicomPort, calledAet: 'RTPIPELINE', files: s.files })).code).toBe(0);
     await node.waitFor(() => node.events().find((e) => e.msg === 'outbound attempt failed; will retry'), 60_000, 'a failed send');

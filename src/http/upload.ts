@@ -329,9 +329,12 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
   let failure: unknown;
   let stopped!: () => void;
   const failed = new Promise<void>((r) => (stopped = r));
+  // The part being stored now: a failure ends it, so nothing is stored after the answer is sent.
+  let current: NodeJS.ReadableStream | undefined;
   const fail = (e: unknown) => {
     failure ??= e;
     req.unpipe(bb);
+    (current as { destroy?: (e: Error) => void } | undefined)?.destroy?.(e as Error);
     stopped();
   };
   bb.on('file', (_field, stream, info) => {
@@ -340,11 +343,14 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
     // One part at a time, in order: busboy waits for a part to be read before it parses the next.
     work = work.then(async () => {
       if (failure) return void stream.resume();
+      current = stream;
       try {
         await processPart(s, deps, name, stream, counted(s, stream));
       } catch (e) {
         stream.resume();
         fail(e);
+      } finally {
+        current = undefined;
       }
     });
   });
@@ -357,10 +363,12 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
   req.pipe(bb);
   try {
     await Promise.race([parsed, failed]);
-    // After a failure the parts left are never read: their work is not waited for.
-    if (!failure) await Promise.race([work, failed]);
+    // After a failure the parts left are never read (they are skipped), and the one in progress was
+    // ended: waiting for the work is short, and the count in the answer is final.
+    await work;
   } catch (e) {
-    failure ??= new UploadError(400, `bad multipart request: ${(e as Error).message}`);
+    fail(new UploadError(400, `bad multipart request: ${(e as Error).message}`));
+    await work;
   } finally {
     s.release();
   }

@@ -88,7 +88,8 @@ export class InstanceStore {
     if (leftovers.length > 0) this.log.warn({ count: leftovers.length }, 'removed partial files of unacknowledged C-STOREs from an earlier run');
   }
 
-  /** Free bytes on the data volume, re-read at most once a second (statfs per instance is wasted work). */
+  /** Free bytes on the data volume, re-read at most once a second (statfs per instance is wasted
+   *  work) and lowered by every instance stored in between. */
   freeBytes(): number {
     const now = Date.now();
     if (!this.freeBytesCache || now - this.freeBytesCache.at > 1000) {
@@ -185,6 +186,9 @@ export class InstanceStore {
       fs.renameSync(tmpPath, finalPath);
     }
     fsyncDirSync(dir);
+    // The free-space figure is re-read once a second; in between, what we wrote counts against it,
+    // so a fast sender cannot write past node.min_free_disk_mb within that second.
+    if (this.freeBytesCache) this.freeBytesCache.free -= size;
     if (existing && existing.path !== finalPath) await fsp.rm(existing.path, { force: true });
     try {
       this.recordInstance(header, meta, finalPath, size);
