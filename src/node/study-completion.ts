@@ -79,13 +79,18 @@ export class StudyCompletion {
     const { evidence, quiet } = this.settings();
     const facts = this.index.completion;
     const released = this.releasedAt.get(s.study_uid);
+    const busy = this.activity.isBusy(s.study_uid);
+    const committed = this.completion.storage_commitment ? facts.commitmentOf(s.study_uid) : null;
+    // A study still being sent to (and not committed) cannot complete: skip reading its series'
+    // geometry, which for a large study arriving would be re-read on every tick.
+    if (busy && !committed) return { complete: false, reason: null, detail: 'an association is still storing into the study', recheckAt: null };
     return decideCompletion(
       {
         now,
         lastReceivedAt: s.last_received_at,
-        busy: this.activity.isBusy(s.study_uid),
+        busy,
         releasedAt: released ?? null,
-        committed: this.completion.storage_commitment ? facts.commitmentOf(s.study_uid) : null,
+        committed,
         quiet: senderQuiet(s.calling_aet, s.calling_aet ? facts.gapsOf(s.calling_aet) : [], quiet),
         series: facts.seriesFacts(s.study_uid),
       },
