@@ -15,7 +15,6 @@
 import { describeGeometry, type GeometryVerdict } from './geometry.js';
 
 export type CompletionReason = 'storage_commitment' | 'association_released' | 'count_hint' | 'quiet' | 'max_quiet';
-export const COMPLETION_REASONS: readonly CompletionReason[] = ['storage_commitment', 'association_released', 'count_hint', 'quiet', 'max_quiet'];
 
 /** Modalities whose series are image stacks (a count hint or a geometry check is about them). */
 const IMAGE_MODALITIES = new Set(['CT', 'MR', 'PT', 'NM']);

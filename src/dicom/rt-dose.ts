@@ -9,7 +9,6 @@
  * kept in file order; when the offsets decrease, the grid's k axis points against the normal so that
  * spacing stays positive.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { endianness } from 'node:os';
@@ -17,7 +16,7 @@ import type { Grid, Vec3 } from '../geometry/types.js';
 import { formatDs } from '../rt/rtstruct.js';
 import { SOP_CLASS } from './sop-classes.js';
 import { TS } from './transfer-syntax.js';
-import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, type Uid } from './uid.js';
+import { contentUid, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './uid.js';
 
 /** Dose Summation Type (3004,000A) defined terms. */
 export type DoseSummationType =
@@ -384,15 +383,6 @@ function doseUids(input: RtDoseInput, stored: Uint16Array | Uint32Array): { sop:
   };
 }
 
-/** 2.25.<128-bit integer> (PS3.5 B.2) from a hash, with UUID version-8 / variant bits set. */
-export function contentUid(...parts: (string | Buffer)[]): Uid {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p).update('\0');
-  const bytes = h.digest().subarray(0, 16);
-  bytes[6] = (bytes[6] & 0x0f) | 0x80;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  return `2.25.${BigInt('0x' + bytes.toString('hex')).toString(10)}` as Uid;
-}
 
 /** Part 10 with an Explicit VR Little Endian data set (dcmjs encodes the data set in the meta's syntax). */
 export function encodePart10(dataset: Record<string, unknown>, sopClassUid: string, sopInstanceUid: string): Buffer {

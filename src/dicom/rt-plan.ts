@@ -6,9 +6,9 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Vec3 } from '../geometry/types.js';
 import { formatDs } from '../rt/rtstruct.js';
-import { contentUid, encodePart10, list, str } from './rt-dose.js';
+import { encodePart10, list, str } from './rt-dose.js';
 import { SOP_CLASS } from './sop-classes.js';
-import { IMPLEMENTATION_VERSION_NAME } from './uid.js';
+import { contentUid, IMPLEMENTATION_VERSION_NAME } from './uid.js';
 
 export interface RtPlanSummary {
   sopInstanceUid: string;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** A DICOM UID (PS3.5 §9.1): digits and dots, at most 64 characters. Branded so that a study UID
  *  cannot be passed where a file name or patient id is expected without validation. */
@@ -33,3 +33,14 @@ export function newUid(): Uid {
 
 export const IMPLEMENTATION_CLASS_UID = '2.25.277112440363234839813605493556274029971' as Uid;
 export const IMPLEMENTATION_VERSION_NAME = 'RTPIPELINE_010';
+
+/** 2.25.<128-bit integer> (PS3.5 B.2) from a hash of `parts`, with UUID version-8 / variant bits
+ *  set: the same parts give the same UID (deterministic outputs, re-runs after a crash). */
+export function contentUid(...parts: (string | Buffer)[]): Uid {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  const bytes = h.digest().subarray(0, 16);
+  bytes[6] = (bytes[6] & 0x0f) | 0x80;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  return `2.25.${BigInt('0x' + bytes.toString('hex')).toString(10)}` as Uid;
+}

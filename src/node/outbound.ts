@@ -165,7 +165,12 @@ export class OutboundQueue {
   /** Validates every RTSTRUCT of the item; returns the failures (empty: it may go). */
   private async heldBack(item: OutboundRow, files: string[]): Promise<string[]> {
     const failures: string[] = [];
+    // A forwarded study's files are indexed instances: their SOP class is known without reading
+    // them (sendFiles reads each file once, as it sends it). Our own results are read here.
+    const indexed = new Map(item.study_uid ? this.index.instancesOfStudy(item.study_uid).map((i) => [i.path, i.sop_class_uid]) : []);
     for (const file of files) {
+      const known = indexed.get(file);
+      if (known !== undefined && known !== SOP_CLASS.RtStructureSet) continue;
       const id = await fileIdentity(file).catch(() => undefined); // unreadable: sendFiles reports it
       if (id?.sopClassUid !== SOP_CLASS.RtStructureSet) continue;
       for (const f of await validateOutgoingRtStruct(file, this.index, item.study_uid)) failures.push(`${id.sopInstanceUid}: ${f}`);

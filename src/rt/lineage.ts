@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { contentUid } from '../dicom/uid.js';
 
 /**
  * The lineage of a study's result RTSTRUCT: every version (generation) of a study's RS_auto is an
@@ -17,11 +17,7 @@ export function resultLineage(studyUid: string, engine: string, generation: numb
   return { seriesInstanceUid: lineageSeriesUid(studyUid, `RS_auto:${engine}`), instanceNumber: generation };
 }
 
-/** 2.25.<128-bit integer> (PS3.5 B.2) from a hash of the study and the result's name. */
+/** The series UID of a study's result named `result` (2.25 form, from a hash). */
 export function lineageSeriesUid(studyUid: string, result: string): string {
-  const bytes = createHash('sha256').update(`rtpipeline-lineage-v1\0${studyUid}\0${result}`).digest().subarray(0, 16);
-  // RFC 9562 version-8 / variant bits, like the project's other derived UIDs.
-  bytes[6] = (bytes[6] & 0x0f) | 0x80;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  return `2.25.${BigInt('0x' + bytes.toString('hex')).toString(10)}`;
+  return contentUid('rtpipeline-lineage-v1', studyUid, result);
 }

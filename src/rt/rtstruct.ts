@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import type { Contour, Vec3 } from '../geometry/types.js';
 import { SOP_CLASS } from '../dicom/sop-classes.js';
 import { TS } from '../dicom/transfer-syntax.js';
-import { IMPLEMENTATION_VERSION_NAME, newUid, type Uid } from '../dicom/uid.js';
+import { contentUid, IMPLEMENTATION_VERSION_NAME, newUid, type Uid } from '../dicom/uid.js';
 import { part10Header } from '../dicom/part10.js';
 import { DatasetWriter, MAX_SHORT_VALUE_BYTES, type TextVr } from '../dicom/dataset-writer.js';
 import { parseRtStruct, RtStructUnsupported } from './rtstruct-reader.js';
@@ -392,19 +392,13 @@ function instanceUids(input: RtStructInput, content: Buffer[]): { sopInstanceUid
   const seed = input.deterministic?.seed;
   if (seed === undefined) return { sopInstanceUid: newUid(), seriesInstanceUid: (input.seriesInstanceUid as Uid) ?? newUid() };
   return {
-    sopInstanceUid: hashUid(seed, 'sop', ...content),
-    seriesInstanceUid: (input.seriesInstanceUid as Uid) ?? hashUid(seed, 'series', ...content),
+    sopInstanceUid: contentUid(seed, 'sop', ...content),
+    seriesInstanceUid: (input.seriesInstanceUid as Uid) ?? contentUid(seed, 'series', ...content),
   };
 }
 
 /** 2.25.<128-bit integer> (PS3.5 B.2) from a hash, with the RFC 9562 version-8 / variant bits set so
  *  that it is a well-formed UUID like those newUid() makes. */
-function hashUid(...parts: (string | Buffer)[]): Uid {
-  const bytes = sha256(parts).subarray(0, 16);
-  bytes[6] = (bytes[6] & 0x0f) | 0x80;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  return `2.25.${BigInt('0x' + bytes.toString('hex')).toString(10)}` as Uid;
-}
 
 function sha256(parts: (string | Buffer)[]): Buffer {
   const h = createHash('sha256');

@@ -196,10 +196,6 @@ export class IndexDb {
       touchStudy: db.prepare(`UPDATE studies SET last_received_at = MAX(last_received_at, ?),
         generation = generation + (state = 'complete'), state = 'receiving', completed_at = NULL,
         calling_aet = COALESCE(?, calling_aet), calling_host = COALESCE(?, calling_host) WHERE study_uid = ?`),
-      dueStudies: db.prepare<[number], StudyRow>(`SELECT * FROM studies WHERE state = 'receiving' AND last_received_at <= ?`),
-      completeStudy: db.prepare(`UPDATE studies SET state = 'complete', completed_at = ? WHERE study_uid = ? AND generation = ? AND state = 'receiving'`),
-      insertJob: db.prepare(`INSERT INTO jobs (study_uid, generation, kind, state, created_at) VALUES (?, ?, ?, 'queued', ?)
-        ON CONFLICT(study_uid, generation, kind) DO NOTHING`),
       setCalledAet: db.prepare('UPDATE studies SET called_aet = ? WHERE study_uid = ?'),
     };
   }
@@ -264,23 +260,6 @@ export class IndexDb {
     return this.stmts.getStudy.get(studyUid);
   }
 
-  /**
-   * Marks studies quiet since `before` as complete and queues one job per (study, generation).
-   * One transaction, so a crash never leaves a complete study without its job.
-   */
-  completeQuietStudies(before: number, now: number, kind: string, skip: (studyUid: string) => boolean): StudyRow[] {
-    return this.db.transaction(() => {
-      const done: StudyRow[] = [];
-      for (const s of this.stmts.dueStudies.all(before)) {
-        if (skip(s.study_uid)) continue;
-        if (this.stmts.completeStudy.run(now, s.study_uid, s.generation).changes === 1) {
-          this.stmts.insertJob.run(s.study_uid, s.generation, kind, now);
-          done.push({ ...s, state: 'complete', completed_at: now });
-        }
-      }
-      return done;
-    })();
-  }
 
   /**
    * A requested re-run of a complete study: a new generation and its job, with `options`; in one

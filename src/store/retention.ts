@@ -51,6 +51,8 @@ export interface PurgeCandidate {
   instances: number;
   /** Bytes freed: its instance files, plus its course folders' files not shared with the store. */
   bytes: number;
+  /** Of those, the instance files' (what is freed when outputs are kept). */
+  instanceBytes: number;
   courseDirs: string[];
 }
 
@@ -111,11 +113,6 @@ export class Retention {
     this.timeline = new Timeline(deps.index.db);
   }
 
-  /** Audit sink, when it is opened after the retention (the node finishes old purges first). */
-  set audit(sink: AuditSink | undefined) {
-    this.deps.audit = sink;
-  }
-
   /** Purges recorded but not finished (a crash between the two phases). */
   unfinished(): PurgeRecord[] {
     return (this.deps.index.db.prepare('SELECT * FROM retention_purges WHERE finished_at IS NULL ORDER BY id').all() as PurgeRow[]).map(toRecord);
@@ -151,7 +148,7 @@ export class Retention {
     for (const r of rows) {
       if (outbound.has(r.study_uid) || this.deps.isBusy?.(r.study_uid)) continue;
       const courseDirs = this.courseDirsOf(r.study_uid);
-      out.push({ studyUid: r.study_uid, patientId: r.patient_id, lastActivity: r.last_activity, instances: r.instances, bytes: r.bytes + (await ownBytes(courseDirs)), courseDirs });
+      out.push({ studyUid: r.study_uid, patientId: r.patient_id, lastActivity: r.last_activity, instances: r.instances, bytes: r.bytes + (await ownBytes(courseDirs)), instanceBytes: r.bytes, courseDirs });
     }
     return out;
   }
@@ -217,10 +214,12 @@ export class Retention {
       if (!still) return undefined;
       const files = (db.prepare('SELECT path FROM instances WHERE study_uid = ?').all(c.studyUid) as { path: string }[]).map((r) => r.path);
       const courseDirs = purgeOutputs ? c.courseDirs : [];
+      // What the purge frees: with the outputs kept, only the instance files.
+      const freed = purgeOutputs ? c.bytes : c.instanceBytes;
       const id = Number(
         db
           .prepare(`INSERT INTO retention_purges (study_uid, patient_id, reason, instances, bytes, files, course_dirs, marked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-          .run(c.studyUid, c.patientId, reason, files.length, c.bytes, JSON.stringify(files), JSON.stringify(courseDirs), now).lastInsertRowid,
+          .run(c.studyUid, c.patientId, reason, files.length, freed, JSON.stringify(files), JSON.stringify(courseDirs), now).lastInsertRowid,
       );
       // Completion facts of the instances (geometry, commitments) go with them.
       db.prepare('DELETE FROM instance_geometry WHERE sop_uid IN (SELECT sop_uid FROM instances WHERE study_uid = ?)').run(c.studyUid);
@@ -236,7 +235,7 @@ export class Retention {
          WHERE study_uid = ?`,
       ).run(now, reason, purgeOutputs ? 'true' : 'false', c.studyUid);
       this.timeline.forget(c.studyUid);
-      return { id, studyUid: c.studyUid, patientId: c.patientId, reason, instances: files.length, bytes: c.bytes, files, courseDirs, markedAt: now, finishedAt: null };
+      return { id, studyUid: c.studyUid, patientId: c.patientId, reason, instances: files.length, bytes: freed, files, courseDirs, markedAt: now, finishedAt: null };
     })();
     if (marked) this.deps.onPurged?.(c.studyUid);
     return marked;
@@ -324,7 +323,7 @@ export class Retention {
         if (!r) continue;
         await this.finish(r);
         done.push(r);
-        used -= policy.purgeOutputs ? c.bytes : c.bytes - (await ownBytes(c.courseDirs));
+        used -= r.bytes;
       }
       if (used > policy.diskBudgetBytes) {
         this.deps.log.warn({ usedBytes: used, budgetBytes: policy.diskBudgetBytes }, 'store and outputs are over node.retention.disk_budget_gb, and no further study may be purged now (unfinished jobs or sends, or studies still receiving)');
