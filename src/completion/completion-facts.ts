@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { RecordedInstance, StudyRow } from '../store/index-db.js';
+import { addColumns } from '../store/sqlite-columns.js';
 import { checkSeriesGeometry, type SliceGeometry } from './geometry.js';
 import type { CompletionReason, SeriesFacts } from './evidence.js';
 
@@ -33,9 +34,7 @@ export class CompletionFacts {
       CREATE INDEX IF NOT EXISTS sender_gaps_aet ON sender_gaps(calling_aet, id);
       CREATE TABLE IF NOT EXISTS committed_instances (sop_uid TEXT PRIMARY KEY, transaction_uid TEXT NOT NULL, calling_aet TEXT, at INTEGER NOT NULL);`);
     // Added in 0.4 (completion from evidence): why a study was declared complete.
-    const columns = (db.prepare('PRAGMA table_info(studies)').all() as { name: string }[]).map((c) => c.name);
-    if (!columns.includes('complete_reason')) db.exec('ALTER TABLE studies ADD COLUMN complete_reason TEXT');
-    if (!columns.includes('complete_detail')) db.exec('ALTER TABLE studies ADD COLUMN complete_detail TEXT');
+    addColumns(db, 'studies', { complete_reason: 'TEXT', complete_detail: 'TEXT' });
     this.stmts = {
       geometry: db.prepare(`INSERT INTO instance_geometry (sop_uid, study_uid, series_uid, ipp, iop, rows, columns, pixel_spacing, frame_uid, images_in_acquisition, number_of_slices)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sop_uid) DO UPDATE SET study_uid = excluded.study_uid, series_uid = excluded.series_uid,

@@ -91,7 +91,7 @@ export class StudyCompletion {
         busy,
         releasedAt: released ?? null,
         committed,
-        quiet: senderQuiet(s.calling_aet, s.calling_aet ? facts.gapsOf(s.calling_aet) : [], quiet),
+        quiet: senderQuiet(s.calling_aet, s.calling_aet && quiet.adaptive ? facts.gapsOf(s.calling_aet) : [], quiet),
         series: facts.seriesFacts(s.study_uid),
       },
       evidence,

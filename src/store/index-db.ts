@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { addColumns } from './sqlite-columns.js';
 import type { InstanceHeader } from '../dicom/header.js';
 import { CompletionFacts } from '../completion/completion-facts.js';
 
@@ -155,26 +156,12 @@ export class IndexDb {
     else if (Number(version) > SCHEMA_VERSION) {
       throw new Error(`index ${file} was written by a newer rtpipeline (schema ${version}); upgrade, or move it aside to rebuild it from the files`);
     }
-    // Added in 0.2 (re-run requests); older indexes get the column here.
-    if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'options')) {
-      this.db.exec('ALTER TABLE jobs ADD COLUMN options TEXT');
-    }
-    // Added in 0.3 (live progress for the web UI).
-    if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'progress')) {
-      this.db.exec('ALTER TABLE jobs ADD COLUMN progress TEXT');
-    }
-    // Added in 0.4 (return routing matches on the called AE title).
-    if (!(this.db.prepare('PRAGMA table_info(studies)').all() as { name: string }[]).some((c) => c.name === 'called_aet')) {
-      this.db.exec('ALTER TABLE studies ADD COLUMN called_aet TEXT');
-    }
+    // Columns added after 0.1: older indexes get them here. Added before the completion facts,
+    // which read studies' columns too.
+    addColumns(this.db, 'jobs', { options: 'TEXT', progress: 'TEXT' }); // 0.2 re-run requests, 0.3 live progress
+    addColumns(this.db, 'studies', { called_aet: 'TEXT' }); // 0.4 return routing matches on the called AE title
+    addColumns(this.db, 'outbound', { study_uid: 'TEXT', destination_settings: 'TEXT' }); // 0.4 timeline, a route's TLS endpoint
     this.completion = new CompletionFacts(this.db);
-    // Added in 0.4 (per-study timeline and audit of deliveries).
-    if (!(this.db.prepare('PRAGMA table_info(outbound)').all() as { name: string }[]).some((c) => c.name === 'study_uid')) {
-      this.db.exec('ALTER TABLE outbound ADD COLUMN study_uid TEXT');
-    }
-    if (!(this.db.prepare('PRAGMA table_info(outbound)').all() as { name: string }[]).some((c) => c.name === 'destination_settings')) {
-      this.db.exec('ALTER TABLE outbound ADD COLUMN destination_settings TEXT');
-    }
     const db = this.db;
     this.stmts = {
       getInstance: db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE sop_uid = ?'),
@@ -191,12 +178,12 @@ export class IndexDb {
         ON CONFLICT(patient_id) DO UPDATE SET last_seen = excluded.last_seen, patient_name = excluded.patient_name`),
       getStudy: db.prepare<[string], StudyRow>('SELECT * FROM studies WHERE study_uid = ?'),
       insertStudy: db.prepare(`INSERT INTO studies (study_uid, patient_id, patient_name, study_date, study_time, description,
-        accession, state, generation, first_received_at, last_received_at, completed_at, calling_aet, calling_host)
-        VALUES (?, ?, ?, ?, ?, ?, ?, 'receiving', 1, ?, ?, NULL, ?, ?)`),
+        accession, state, generation, first_received_at, last_received_at, completed_at, calling_aet, calling_host, called_aet)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 'receiving', 1, ?, ?, NULL, ?, ?, ?)`),
       touchStudy: db.prepare(`UPDATE studies SET last_received_at = MAX(last_received_at, ?),
         generation = generation + (state = 'complete'), state = 'receiving', completed_at = NULL,
-        calling_aet = COALESCE(?, calling_aet), calling_host = COALESCE(?, calling_host) WHERE study_uid = ?`),
-      setCalledAet: db.prepare('UPDATE studies SET called_aet = ? WHERE study_uid = ?'),
+        calling_aet = COALESCE(?, calling_aet), calling_host = COALESCE(?, calling_host), called_aet = COALESCE(?, called_aet)
+        WHERE study_uid = ?`),
     };
   }
 
@@ -244,15 +231,13 @@ export class IndexDb {
       });
       this.stmts.upsertSeries.run(h.seriesInstanceUid, h.studyInstanceUid, h.modality, h.seriesNumber, h.seriesDescription, h.frameOfReferenceUid);
       this.stmts.upsertPatient.run(h.patientId, h.patientName, r.receivedAt, r.receivedAt);
-      const isNew = !this.stmts.getStudy.get(h.studyInstanceUid);
-      if (isNew) {
+      // The senders' AE titles and address: the latest sender's, kept when an upload (none) adds to the study.
+      if (!this.stmts.getStudy.get(h.studyInstanceUid)) {
         this.stmts.insertStudy.run(h.studyInstanceUid, h.patientId, h.patientName, h.studyDate, h.studyTime, h.studyDescription,
-          h.accessionNumber, r.receivedAt, r.receivedAt, r.callingAet, r.callingHost);
+          h.accessionNumber, r.receivedAt, r.receivedAt, r.callingAet, r.callingHost, r.calledAet ?? null);
       } else if (reopen) {
-        this.stmts.touchStudy.run(r.receivedAt, r.callingAet, r.callingHost, h.studyInstanceUid);
+        this.stmts.touchStudy.run(r.receivedAt, r.callingAet, r.callingHost, r.calledAet ?? null, h.studyInstanceUid);
       }
-      // Like the calling AE: the latest sender's, kept when an upload (no AE) adds to the study.
-      if (r.calledAet && (isNew || reopen)) this.stmts.setCalledAet.run(r.calledAet, h.studyInstanceUid);
     })();
   }
 
