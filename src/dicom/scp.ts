@@ -16,7 +16,8 @@ import type { Timeline } from '../store/timeline.js';
 import { handleCommitmentRequest, STORAGE_COMMITMENT_PUSH_SOP_CLASS, type CommitmentDeps } from './storage-commitment.js';
 import { handshakeFailure, keepPeerAddresses, tlsPeer, tlsRemote, tlsServerOptions, type TlsPeer } from './tls.js';
 import { clientAetRejection, peerLimitRejection } from './association-policy.js';
-import { AssociationTally, reportAssociationClosed } from './association-report.js';
+import { reportAssociationClosed } from './association-report.js';
+import { ReceiptTally } from '../audit/received.js';
 
 const { Scp, Dataset, Implementation } = dimse;
 const { CStoreResponse, CEchoResponse } = dimse.responses;
@@ -88,7 +89,7 @@ interface AssociationState {
   /** The TLS session, null on the plain listener. */
   tls: TlsPeer | null;
   /** Instances and bytes stored per study: reported at close (audit, timeline). */
-  tally: AssociationTally;
+  tally: ReceiptTally;
 }
 
 /**
@@ -218,7 +219,7 @@ export class DicomServer {
       address: socket.remoteAddress ?? '',
       peer: remote,
       tls: tlsInfo,
-      tally: new AssociationTally(),
+      tally: new ReceiptTally(),
     };
     this.states.add(state);
 

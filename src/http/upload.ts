@@ -22,7 +22,7 @@ import type { HttpReply } from './server.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import type { Timeline } from '../store/timeline.js';
 import { remoteOf } from './web-audit.js';
-import { recordReceived, type ReceivedTally } from '../audit/received.js';
+import { recordReceived, ReceiptTally } from '../audit/received.js';
 
 /** Default upload limits (node.max_upload_mb, node.max_upload_files): the web UI is for studies,
  *  not for bulk migration (use C-STORE). */
@@ -375,16 +375,10 @@ export async function handleUpload(req: http.IncomingMessage, deps: UploadDeps):
   const summary = summarize(s.taken, (uid) => deps.index.seriesOfStudy(uid).map((x) => x.modality));
   deps.log.info({ stored: s.stored, duplicates: s.duplicates, refused: s.refused.length, files: s.files, bytes: s.bytesIn, error: failure ? (failure as Error).message : undefined }, 'upload received');
   // Stored instances stay even when the request failed later: they are received, and audited as such.
-  const tallies = new Map<string, ReceivedTally>();
-  for (const t of s.taken) {
-    if (t.size === 0) continue;
-    const tally = tallies.get(t.studyUid) ?? { studyUid: t.studyUid, patientId: t.patientId, count: 0, bytes: 0 };
-    tally.count++;
-    tally.bytes += t.size;
-    tallies.set(t.studyUid, tally);
-  }
+  const tally = new ReceiptTally();
+  for (const t of s.taken) tally.add(t.studyUid, t.patientId, t.size === 0 ? 'duplicate' : 'stored', t.size);
   const remote = remoteOf(req);
-  recordReceived([...tallies.values()], { via: 'upload', remote }, deps);
+  recordReceived(tally.receipts(), { via: 'upload', peer: remote }, deps);
   const status = failure ? (failure instanceof UploadError ? failure.status : 500) : 200;
   deps.audit?.record({ type: 'http.upload', outcome: failure ? 'failure' : 'success', remote, files: s.files, stored: s.stored, duplicates: s.duplicates, refused: s.refused.length, studies: [...new Set(s.taken.map((t) => t.studyUid))], status, error: failure ? (failure as Error).message : undefined });
   if (failure) {

@@ -12,7 +12,7 @@ import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import type { Timeline } from '../store/timeline.js';
-import { recordReceived, type ReceivedTally } from '../audit/received.js';
+import { recordReceived, ReceiptTally } from '../audit/received.js';
 
 /**
  * A file is taken once its size and mtime have not changed for this long. There is no config key:
@@ -128,7 +128,7 @@ export class WatchFolder {
   private readonly pending = new Map<string, Pending>();
   private readonly busyStudies = new Set<string>();
   /** Instances stored per study since the folder last went quiet: one 'received' each then. */
-  private readonly received = new Map<string, ReceivedTally>();
+  private readonly received = new ReceiptTally();
   private ticking: Promise<void> | undefined;
   private stopped = false;
   private readonly stableMs: number;
@@ -260,12 +260,7 @@ export class WatchFolder {
     }
     // Durable in store/ and in the index from here on: the source may move.
     this.markBusy(o.header.studyInstanceUid);
-    if (o.kind !== 'duplicate') {
-      const t = this.received.get(o.header.studyInstanceUid) ?? { studyUid: o.header.studyInstanceUid, patientId: o.header.patientId, count: 0, bytes: 0 };
-      t.count++;
-      t.bytes += o.size;
-      this.received.set(t.studyUid, t);
-    }
+    this.received.add(o.header.studyInstanceUid, o.header.patientId, o.kind, o.size);
     const now = await fsp.lstat(file).catch(() => undefined);
     if (!now) return { kind: 'gone', reason: 'the file disappeared after it was stored (the stored copy is kept)' };
     if (now.size !== p.size || now.mtimeMs !== p.mtimeMs) {
@@ -291,7 +286,7 @@ export class WatchFolder {
   }
 
   private releaseStudies(): void {
-    recordReceived([...this.received.values()], { via: 'watch', dir: this.dir }, this.deps);
+    recordReceived(this.received.receipts(), { via: 'watch', dir: this.dir }, this.deps);
     this.received.clear();
     for (const s of this.busyStudies) this.deps.activity.remove(s);
     this.busyStudies.clear();
