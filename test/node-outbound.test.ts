@@ -7,8 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { startNode, tempDir, type NodeHandle } from './helpers/node.js';
-import { startStorescp, storescu, type StorescpHandle } from './helpers/dcmtk.js';
+import { tempDir, type NodeHandle } from './helpers/node.js';
+import { outboundFixtures, outboundItems as outbound, sendStudy } from './helpers/outbound.js';
 import { freePort, run, sleep } from './helpers/ports.js';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 import { SOP_CLASS } from '../src/dicom/sop-classes.js';
@@ -23,22 +23,7 @@ afterAll(async () => {
   await Promise.allSettled(cleanup.reverse().map((f) => f()));
 });
 
-async function node(yaml: string, destinations: string[]): Promise<NodeHandle> {
-  const n = await startNode({
-    args: ['--stable-seconds', '0.5', ...destinations.flatMap((d) => ['--destination', d])],
-    configYaml: `segmentation:\n  engine: none\nnode:\n  forward: true\n${yaml}`,
-  });
-  cleanup.push(() => n.stop());
-  return n;
-}
-
-async function storescp(port: number, aet: string, extraArgs: string[] = []): Promise<StorescpHandle> {
-  const s = await startStorescp({ port, aet, outDir: path.join(tempDir(), 'recv'), extraArgs: ['-v', ...extraArgs] });
-  cleanup.push(() => s.stop());
-  return s;
-}
-
-const outbound = async (n: NodeHandle, query = ''): Promise<any[]> => (await n.api(`/api/outbound${query}`)).body as any[];
+const { node, storescp } = outboundFixtures(cleanup);
 const count = (text: string, re: RegExp) => (text.match(new RegExp(re.source, 'g')) ?? []).length;
 
 function timeline(n: NodeHandle, studyUid: string): { event: string; detail: any }[] {
@@ -52,10 +37,6 @@ function timeline(n: NodeHandle, studyUid: string): { event: string; detail: any
 
 const audit = (n: NodeHandle) => readAudit(path.join(n.dataDir, 'audit', 'audit.jsonl'));
 
-async function sendStudy(n: NodeHandle, dir: string) {
-  const r = await storescu({ port: n.dicomPort, calledAet: n.aet, callingAet: 'MODALITY', files: dir, timeoutMs: 60_000 });
-  expect(r.code, r.stderr).toBe(0);
-}
 
 describe('outbound delivery', () => {
   it('forwards a 100-slice study over exactly one association, with sent/acknowledged on the timeline and the audit trail', async () => {

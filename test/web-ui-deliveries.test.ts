@@ -4,8 +4,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { startNode, tempDir, type NodeHandle } from './helpers/node.js';
-import { startStorescp, storescu } from './helpers/dcmtk.js';
+import { tempDir } from './helpers/node.js';
+import { outboundFixtures, outboundItems as outbound, sendStudy } from './helpers/outbound.js';
 import { freePort } from './helpers/ports.js';
 import { writeCtSeries } from '../src/dicom/ct-series-writer.js';
 
@@ -15,27 +15,7 @@ afterAll(async () => {
   await Promise.allSettled(cleanup.reverse().map((f) => f()));
 });
 
-async function node(yaml: string, destinations: string[]): Promise<NodeHandle> {
-  const n = await startNode({
-    args: ['--stable-seconds', '0.5', ...destinations.flatMap((d) => ['--destination', d])],
-    configYaml: `segmentation:\n  engine: none\nnode:\n  forward: true\n${yaml}`,
-  });
-  cleanup.push(() => n.stop());
-  return n;
-}
-
-async function storescp(port: number, aet: string) {
-  const s = await startStorescp({ port, aet, outDir: path.join(tempDir(), 'recv') });
-  cleanup.push(() => s.stop());
-  return s;
-}
-
-const outbound = async (n: NodeHandle): Promise<any[]> => (await n.api('/api/outbound')).body as any[];
-
-async function sendStudy(n: NodeHandle, dir: string) {
-  const r = await storescu({ port: n.dicomPort, calledAet: n.aet, callingAet: 'MODALITY', files: dir, timeoutMs: 60_000 });
-  expect(r.code, r.stderr).toBe(0);
-}
+const { node, storescp } = outboundFixtures(cleanup);
 
 describe('web UI: Deliveries panel', () => {
   it('lists a dead letter with its reason and a Retry button that delivers it', async () => {
